@@ -1,0 +1,1 @@
+"""Outputs: SQL (alerts, subscriptions, the delivery audit) and webhooks."""

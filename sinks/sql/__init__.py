@@ -1,0 +1,1 @@
+"""SQL persistence with SQLAlchemy: SQLite by default, PostgreSQL through DATABASE_URL."""

@@ -1,0 +1,1 @@
+"""Webhook delivery: Standard Webhooks signing and a dispatcher working from the SQL outbox."""

@@ -1,0 +1,134 @@
+"""Visit state: the ADT events of one encounter folded into one record, and the alerts it raises.
+
+Pure functions, so every rule is tested without a broker. HIE feeds resend messages, send A08
+update storms and cancel events; the rules here make sure one encounter raises one alert of a kind.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.models import AdtEvent, Alert
+
+ED_VISIT = "adt.ed_visit"
+# Enough to recognise resent messages; a visit with more distinct messages than this is a storm,
+# and the per-event-type rule below still keeps it from raising alerts twice.
+MAX_REMEMBERED_CONTROL_IDS = 64
+_ALERT_NAMESPACE = uuid.UUID("6b1f7d43-5c1e-4c59-9a0f-3f5d0c2a7e11")
+
+CANCELS = {"A11": "admit", "A12": "transfer", "A13": "discharge"}
+
+
+@dataclass
+class VisitState:
+    visit_key: str
+    facility: str
+    visit_number: str | None
+    member_id: str | None = None
+    status: str = "open"  # open | discharged | cancelled | auto_closed
+    emergency: bool = False
+    patient_class: str | None = None
+    admit_time: str | None = None
+    discharge_time: str | None = None
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    control_ids: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    alerts_raised: list[str] = field(default_factory=list)
+    cancellations: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VisitState:
+        return cls(**data)
+
+
+@dataclass
+class Outcome:
+    state: VisitState
+    duplicate: bool = False
+    alerts: list[Alert] = field(default_factory=list)
+
+
+def alert_id(alert_type: str, visit_key: str) -> str:
+    """Stable across retries and restarts: one visit and alert type always give the same id."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, f"{alert_type}|{visit_key}"))
+
+
+def is_ed_presentation(event: AdtEvent) -> bool:
+    return event.emergency and event.event_type in ("A04", "A01", "A03")
+
+
+def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
+    """Fold ``event`` into the visit's state; return the new state and the alerts it raises."""
+    if state is None:
+        state = VisitState(visit_key=event.visit_key, facility=event.sending_facility,
+                           visit_number=event.visit_number, first_seen_ms=now_ms)
+    if event.message_control_id in state.control_ids:
+        return Outcome(state, duplicate=True)
+    repeated_event = event.event_type in state.event_types and event.event_type != "A08"
+
+    state.control_ids = (state.control_ids + [event.message_control_id])[-MAX_REMEMBERED_CONTROL_IDS:]
+    if event.event_type not in state.event_types:
+        state.event_types.append(event.event_type)
+    state.last_seen_ms = now_ms
+    _merge(state, event)
+
+    if event.event_type in CANCELS:
+        state.cancellations.append({"event_type": event.event_type, "cancels": CANCELS[event.event_type],
+                                    "message_control_id": event.message_control_id, "at_ms": now_ms})
+        if event.event_type == "A11":
+            state.status = "cancelled"
+        elif event.event_type == "A13":
+            state.status = "open"
+            state.discharge_time = None
+    elif event.event_type == "A03":
+        state.status = "discharged"
+    elif event.event_type in ("A01", "A04") and state.status in ("cancelled", "auto_closed"):
+        state.status = "open"
+
+    alerts: list[Alert] = []
+    if is_ed_presentation(event) and ED_VISIT not in state.alerts_raised:
+        state.alerts_raised.append(ED_VISIT)
+        alerts.append(_alert(ED_VISIT, state, event, now_ms))
+    return Outcome(state, duplicate=repeated_event, alerts=alerts)
+
+
+def expire(state: VisitState, now_ms: int, after_s: float) -> bool:
+    """Close an ED visit that never got a discharge. Returns whether the state changed."""
+    if state.status == "open" and state.emergency and now_ms - state.last_seen_ms >= after_s * 1000:
+        state.status = "auto_closed"
+        return True
+    return False
+
+
+def _merge(state: VisitState, event: AdtEvent) -> None:
+    # A08 updates and later messages fill in what earlier ones lacked; they never blank a value out.
+    state.member_id = event.member_id or state.member_id
+    state.patient_class = event.patient_class or state.patient_class
+    state.admit_time = event.admit_time or state.admit_time
+    state.emergency = state.emergency or event.emergency
+    if event.event_type == "A03":
+        state.discharge_time = event.discharge_time or event.event_time or state.discharge_time
+
+
+def _alert(alert_type: str, state: VisitState, event: AdtEvent, now_ms: int) -> Alert:
+    return Alert(
+        alert_id=alert_id(alert_type, state.visit_key),
+        alert_type=alert_type,
+        member_id=state.member_id,
+        facility=state.facility,
+        visit_number=state.visit_number,
+        event_type=event.event_type,
+        patient_class=state.patient_class,
+        occurred_at=event.admit_time or event.event_time,
+        received_at_ms=event.received_at_ms,
+        created_at_ms=now_ms,
+        patient=event.patient,
+        diagnoses=event.diagnoses,
+        discharge_disposition=event.discharge_disposition,
+        message_control_ids=[event.message_control_id],
+    )

@@ -1,0 +1,233 @@
+"""The `gapstream` command line. Settings come from the environment (see streams/config.py)."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from streams import config, topics
+from streams.kafka.broker import BrokerError
+
+log = logging.getLogger("gapstream")
+
+
+class Failure(click.ClickException):
+    """Exits non-zero with a one-line reason."""
+
+
+def _settings() -> config.Settings:
+    return config.load()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def main(verbose: bool) -> None:
+    """gapstream: ADT alerts, attribution and care gaps, streamed between plans and providers."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@main.command()
+def broker() -> None:
+    """Run the embedded Kafka-protocol broker in the foreground and print its bootstrap address."""
+    from streams.kafka import broker as embedded
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        started = embedded.start_embedded(settings.data_dir / "broker.log")
+    except BrokerError as exc:
+        raise Failure(str(exc)) from exc
+    embedded.publish_state(settings.data_dir, started)
+    click.echo(f"KAFKA_BOOTSTRAP_SERVERS={started.bootstrap}", err=False)
+    sys.stdout.flush()
+    stop = {"now": False}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"] and started.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        started.stop()
+        embedded.clear_state(settings.data_dir)
+    if started.process.returncode not in (0, -signal.SIGTERM, None) and not stop["now"]:
+        raise Failure(f"the broker exited with code {started.process.returncode}")
+
+
+@main.command()
+def worker() -> None:
+    """Run the stream processors, the webhook dispatcher and the web server (/metrics, /health)."""
+    from streams.app import run_worker
+    from streams.kafka.admin import ensure_topics
+    from streams.runtime import bootstrap_servers
+
+    settings = _settings()
+    try:
+        with bootstrap_servers(settings) as bootstrap:
+            ensure_topics(bootstrap, topics.INGRESS_TOPICS, settings.topic_partitions)
+            run_worker(settings, bootstrap)
+    except BrokerError as exc:
+        raise Failure(str(exc)) from exc
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (GAPSTREAM_MLLP_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (GAPSTREAM_MLLP_PORT, default 2575).")
+def mllp(host: str | None, port: int | None) -> None:
+    """Run the MLLP ingress: HL7 v2 in, adt.raw out, ACK after the broker stored each message."""
+    from prometheus_client import start_http_server
+
+    from streams.adt.mllp import MllpIngress
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.producer import AsyncProducer
+    from streams.runtime import bootstrap_servers
+    from streams.serialization.codec import codec_for
+
+    settings = _settings()
+    host, port = host or settings.mllp_host, port or settings.mllp_port
+
+    async def serve(bootstrap: str) -> None:
+        producer = AsyncProducer(bootstrap, settings.mllp_store_timeout_s)
+        ingress = MllpIngress(producer, codec_for(settings.schema_registry_url), settings.mllp_store_timeout_s)
+        server = await ingress.serve(host, port)
+        click.echo(f"MLLP listening on {host}:{port}")
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
+            producer.close()
+
+    try:
+        with bootstrap_servers(settings) as bootstrap:
+            ensure_topics(bootstrap, topics.INGRESS_TOPICS, settings.topic_partitions)
+            start_http_server(settings.mllp_metrics_port, addr=settings.mllp_host)
+            asyncio.run(serve(bootstrap))
+    except BrokerError as exc:
+        raise Failure(str(exc)) from exc
+    except OSError as exc:
+        raise Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+@main.group()
+def roster() -> None:
+    """Interim routing: which organization each member's selected PCP belongs to."""
+
+
+@roster.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def roster_load(file: Path) -> None:
+    """Publish member_id,organization_id rows from FILE (CSV with a header) to the roster topic."""
+    from streams.tools.loaders import load_roster
+
+    try:
+        count = load_roster(_settings(), file)
+    except (BrokerError, ValueError) as exc:
+        raise Failure(str(exc)) from exc
+    click.echo(f"published {count} roster entries")
+
+
+@main.group()
+def subscriptions() -> None:
+    """Webhook endpoints of organizations."""
+
+
+@subscriptions.command("add")
+@click.option("--organization", required=True, help="Organization id, as on the roster.")
+@click.option("--url", required=True, help="Endpoint that receives signed alerts.")
+@click.option("--secret", required=True, help="Signing secret, whsec_ followed by base64.")
+def subscriptions_add(organization: str, url: str, secret: str) -> None:
+    """Register a webhook endpoint for an organization."""
+    from sinks.sql.store import Store
+
+    if not secret.startswith("whsec_"):
+        raise Failure("the secret must start with whsec_ (Standard Webhooks format)")
+    if not url.startswith(("http://", "https://")):
+        raise Failure("the url must be http(s)")
+    click.echo(Store(_settings().sqlalchemy_url).add_subscription(organization, url, secret))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8088, show_default=True)
+@click.option("--secret", required=True, help="The whsec_ secret the subscription was registered with.")
+def receiver(host: str, port: int, secret: str) -> None:
+    """Receive signed webhooks, verify them and print one JSON line per accepted alert."""
+    from streams.tools.receiver import run
+
+    try:
+        run(host, port, secret)
+    except OSError as exc:
+        raise Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+@main.command()
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--members", type=int, default=1000, show_default=True)
+@click.option("--visits", type=int, default=None, help="Encounters in the ADT feed (default members/5).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("var/generated"),
+              show_default=True)
+def generate(seed: int, members: int, visits: int | None, out: Path) -> None:
+    """Write a synthetic population (organizations, members, roster) and its ADT feed to OUT."""
+    from streams.tools.generate import adt_feed, population
+
+    pop = population(seed, members)
+    feed = adt_feed(pop, seed, visits if visits is not None else max(1, members // 5))
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "organizations.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["organization_id", "name", "tin", "pcp_npis"])
+        for o in pop.organizations:
+            w.writerow([o.organization_id, o.name, o.tin, " ".join(o.pcp_npis)])
+    with open(out / "members.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["member_id", "family_name", "given_name", "birth_date", "sex", "organization_id", "pcp_npi"])
+        for m in pop.members:
+            w.writerow([m.member_id, m.family_name, m.given_name, m.birth_date.isoformat(), m.sex,
+                        m.organization_id or "", m.pcp_npi or ""])
+    with open(out / "roster.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["member_id", "organization_id"])
+        for m in pop.members:
+            if m.organization_id:
+                w.writerow([m.member_id, m.organization_id])
+    # One message per line; segments inside a message are separated by carriage returns.
+    (out / "adt.hl7").write_text("\n".join(feed) + "\n")
+    click.echo(json.dumps({"out": str(out), "organizations": len(pop.organizations), "members": len(pop.members),
+                           "adt_messages": len(feed)}))
+
+
+@main.command()
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds to stream the feed for.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--members", type=int, default=2000, show_default=True)
+@click.option("--rate", type=float, default=25.0, show_default=True,
+              help="ADT messages per second; 0 sends as fast as the ingress answers.")
+def demo(duration: float, seed: int, members: int, rate: float) -> None:
+    """Start everything, stream a generated ADT feed over MLLP and show alerts arriving live."""
+    from streams.tools.demo import run_demo
+
+    try:
+        summary = run_demo(_settings(), duration=duration, seed=seed, members=members, rate=rate)
+    except BrokerError as exc:
+        raise Failure(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; everything stopped")
+        return
+    if summary.get("error"):
+        raise Failure(summary["error"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Settings read from environment variables.
+
+Every variable is optional: unset means the embedded default (a Tansu broker started by gapstream,
+Avro single-object encoding instead of a schema registry, a SQLite file under ``GAPSTREAM_DATA_DIR``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    return float(raw) if raw is not None else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw is not None else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Comma-separated host:port list; None starts (or reuses) the embedded broker.
+    kafka_bootstrap_servers: str | None = None
+    # Confluent-compatible registry URL; None means Avro single-object encoding.
+    schema_registry_url: str | None = None
+    # SQLAlchemy URL; None means sqlite under data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+    app_id: str = "gapstream"
+    topic_partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_metrics_port: int = 9102
+    # How long the MLLP ingress waits for the broker to acknowledge a write before answering AE.
+    mllp_store_timeout_s: float = 10.0
+    # An ED visit with no discharge is closed automatically after this long (arrival time).
+    ed_visit_autoclose_s: float = 24 * 3600.0
+    visit_sweep_interval_s: float = 60.0
+    webhook_timeout_s: float = 15.0
+    webhook_max_attempts: int = 5
+    webhook_backoff_s: tuple[float, ...] = field(default=(0.5, 2.0, 10.0, 60.0))
+    log_level: str = "info"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gapstream.db').resolve()}"
+
+
+def load() -> Settings:
+    backoff = _env("GAPSTREAM_WEBHOOK_BACKOFF_S")
+    return Settings(
+        kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        schema_registry_url=_env("SCHEMA_REGISTRY_URL"),
+        database_url=_env("DATABASE_URL"),
+        data_dir=Path(_env("GAPSTREAM_DATA_DIR", "var")),
+        app_id=_env("GAPSTREAM_APP_ID", "gapstream"),
+        topic_partitions=_int("GAPSTREAM_TOPIC_PARTITIONS", 4),
+        web_host=_env("GAPSTREAM_WEB_HOST", "127.0.0.1"),
+        web_port=_int("GAPSTREAM_WEB_PORT", 6066),
+        mllp_host=_env("GAPSTREAM_MLLP_HOST", "127.0.0.1"),
+        mllp_port=_int("GAPSTREAM_MLLP_PORT", 2575),
+        mllp_metrics_port=_int("GAPSTREAM_MLLP_METRICS_PORT", 9102),
+        mllp_store_timeout_s=_float("GAPSTREAM_MLLP_STORE_TIMEOUT_S", 10.0),
+        ed_visit_autoclose_s=_float("GAPSTREAM_ED_VISIT_AUTOCLOSE_S", 24 * 3600.0),
+        visit_sweep_interval_s=_float("GAPSTREAM_VISIT_SWEEP_INTERVAL_S", 60.0),
+        webhook_timeout_s=_float("GAPSTREAM_WEBHOOK_TIMEOUT_S", 15.0),
+        webhook_max_attempts=_int("GAPSTREAM_WEBHOOK_MAX_ATTEMPTS", 5),
+        webhook_backoff_s=tuple(float(x) for x in backoff.split(",")) if backoff else (0.5, 2.0, 10.0, 60.0),
+        log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
+    )

@@ -1,0 +1,1 @@
+"""Kafka client wrappers: the embedded broker, topic administration and an asyncio producer."""

@@ -1,0 +1,58 @@
+"""An asyncio face for confluent-kafka's Producer: ``await send(...)`` returns once the broker has
+acknowledged the write (acks=all), or raises :class:`ProduceError`."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from confluent_kafka import KafkaError, Producer
+
+
+class ProduceError(RuntimeError):
+    pass
+
+
+class AsyncProducer:
+    def __init__(self, bootstrap: str, timeout_s: float = 10.0):
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            # murmur2 is what the Java client and aiokafka (Faust) use: the same key lands on the same
+            # partition whichever client wrote it, which co-partitioned tables depend on.
+            "partitioner": "murmur2_random",
+            "message.timeout.ms": int(timeout_s * 1000),
+            "linger.ms": 1,
+        })
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, _msg) -> None:
+            def settle() -> None:
+                if done.done():
+                    return
+                if err is not None:
+                    done.set_exception(ProduceError(err.str()))
+                else:
+                    done.set_result(None)
+            loop.call_soon_threadsafe(settle)
+
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        except BufferError as exc:
+            raise ProduceError(f"producer queue full: {exc}") from exc
+        await done
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._producer.flush(timeout_s)
+        self._stop.set()
+        self._poller.join(timeout_s)

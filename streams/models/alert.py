@@ -1,0 +1,27 @@
+"""An alert for care managers, raised by visit state and routed to an organization."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.models.adt import Diagnosis, Patient
+from streams.models.record import Record
+
+
+@dataclass
+class Alert(Record):
+    schema = "alert"
+    alert_id: str
+    alert_type: str
+    facility: str
+    event_type: str
+    received_at_ms: int
+    created_at_ms: int
+    member_id: str | None = None
+    organization_id: str | None = None
+    visit_number: str | None = None
+    patient_class: str | None = None
+    occurred_at: str | None = None
+    patient: Patient = field(default_factory=Patient)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    discharge_disposition: str | None = None
+    message_control_ids: list[str] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Tools around the pipeline: feed generator, local webhook receiver, demo."""
