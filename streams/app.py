@@ -60,7 +60,7 @@ def now_ms() -> int:
 def build(settings: Settings, bootstrap: str) -> Pipeline:
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{bootstrap}",
+        broker=f"gapstream://{bootstrap}",  # streams/kafka/faust_transport.py
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.topic_partitions,
