@@ -1,0 +1,144 @@
+"""Real components for tests: a webhook receiver on loopback, a worker process, topic readers."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.kafka.broker import die_with_parent, free_port
+
+CORPUS = Path(__file__).parent / "fixtures" / "hl7v2-adt"
+ED_FILES = ["elixirhl7_NIST_SS_ADT_A03_ED_v251.hl7", "msfhirconv_ADT04-251.hl7"]
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: str
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint in a thread that records every request and answers from ``script``
+    (a list of status codes consumed in order, then 200)."""
+    port: int = field(default_factory=free_port)
+    script: list[int] = field(default_factory=list)
+    delay_s: float = 0.0
+    secret: str = ""
+    requests: list[Received] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> "Receiver":
+        ready = threading.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            self.requests.append(Received(dict(request.headers), await request.text()))
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return web.Response(status=self.script.pop(0) if self.script else 200)
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            app = web.Application()
+            app.router.add_post("/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
+        ready.wait(10)
+        return self
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+
+
+def health(web_port: int) -> dict | None:
+    with contextlib.suppress(OSError, ValueError):
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=1) as r:
+            return json.load(r)
+    return None
+
+
+def metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen
+    web_port: int
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProcess:
+    web_port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
+           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1", **extra_env}
+    env.pop("DATABASE_URL", None)
+    log = open(data_dir / "worker.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    worker = WorkerProcess(proc, web_port, env)
+    try:
+        wait_for(lambda: (h := health(web_port)) and h["assigned_partitions"] > 0, 90, message="worker ready")
+    except AssertionError:
+        worker.stop()
+        raise AssertionError("worker not ready; log:\n" + (data_dir / "worker.log").read_text()[-3000:])
+    return worker
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
+    """Every message on ``topic`` from the beginning to its current end."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout_s)[1] for p in partitions}
+        consumer.assign(partitions)
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            messages.append(msg)
+            if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
+                remaining.pop(msg.partition(), None)
+        return messages
+    finally:
+        consumer.close()

@@ -1,0 +1,92 @@
+"""Visit-state rules: one ED alert per visit, whatever the feed repeats."""
+from streams.adt.visits import ED_VISIT, VisitState, alert_id, apply, expire
+from streams.models import AdtEvent
+
+
+def adt(event_type, control_id, patient_class="E", visit="V1", emergency=None, facility_type=None):
+    return AdtEvent(message_control_id=control_id, event_type=event_type, sending_facility="FAC",
+                    received_at_ms=1000, member_id="M1", patient_class=patient_class, visit_number=visit,
+                    emergency=patient_class == "E" if emergency is None else emergency,
+                    facility_type=facility_type)
+
+
+def run(*events):
+    state, alerts = None, []
+    for i, e in enumerate(events):
+        outcome = apply(state, e, now_ms=10_000 + i)
+        state = outcome.state
+        alerts += outcome.alerts
+    return state, alerts
+
+
+def test_ed_registration_raises_one_alert():
+    state, alerts = run(adt("A04", "1"))
+    assert [a.alert_type for a in alerts] == [ED_VISIT]
+    assert alerts[0].alert_id == alert_id(ED_VISIT, "FAC|V1")
+    assert state.alerts_raised == [ED_VISIT]
+
+
+def test_resent_messages_and_update_storms_raise_nothing_more():
+    events = [adt("A04", "1"), adt("A04", "1"), adt("A04", "2")] + [adt("A08", str(i)) for i in range(3, 20)]
+    events.append(adt("A03", "30"))
+    state, alerts = run(*events)
+    assert len(alerts) == 1
+    assert state.status == "discharged"
+
+
+def test_repeated_control_id_is_a_duplicate_without_state_change():
+    state, _ = run(adt("A04", "1"))
+    before = state.to_dict()
+    outcome = apply(state, adt("A04", "1"), now_ms=99_999)
+    assert outcome.duplicate and not outcome.alerts
+    assert outcome.state.to_dict() == before
+
+
+def test_discharge_from_an_emergency_facility_alone_is_an_ed_visit():
+    _, alerts = run(adt("A03", "1", patient_class=None, emergency=True, facility_type="261QE0002X"))
+    assert len(alerts) == 1 and alerts[0].event_type == "A03"
+
+
+def test_inpatient_admission_is_not_an_ed_visit():
+    _, alerts = run(adt("A01", "1", patient_class="I"), adt("A03", "2", patient_class="I"))
+    assert alerts == []
+
+
+def test_admission_with_emergency_class_is_an_ed_visit():
+    _, alerts = run(adt("A01", "1", patient_class="E"))
+    assert len(alerts) == 1
+
+
+def test_cancels_are_recorded():
+    state, alerts = run(adt("A04", "1"), adt("A11", "2"))
+    assert state.status == "cancelled"
+    assert state.cancellations[0]["cancels"] == "admit"
+    state, _ = run(adt("A04", "1"), adt("A03", "2"), adt("A13", "3"))
+    assert state.status == "open" and state.discharge_time is None
+    assert [c["event_type"] for c in state.cancellations] == ["A13"]
+
+
+def test_a_different_visit_raises_its_own_alert():
+    _, a1 = run(adt("A04", "1", visit="V1"))
+    _, a2 = run(adt("A04", "1", visit="V2"))
+    assert a1[0].alert_id != a2[0].alert_id
+
+
+def test_alert_ids_are_stable_across_runs():
+    _, first = run(adt("A04", "1"))
+    _, again = run(adt("A08", "0"), adt("A04", "9"))
+    assert first[0].alert_id == again[0].alert_id
+
+
+def test_undischarged_ed_visits_close_after_the_configured_time():
+    state, _ = run(adt("A04", "1"))
+    assert not expire(state, now_ms=state.last_seen_ms + 59_000, after_s=60)
+    assert expire(state, now_ms=state.last_seen_ms + 60_000, after_s=60)
+    assert state.status == "auto_closed"
+    discharged, _ = run(adt("A04", "1"), adt("A03", "2"))
+    assert not expire(discharged, now_ms=discharged.last_seen_ms + 10**9, after_s=60)
+
+
+def test_state_round_trips_through_a_dict():
+    state, _ = run(adt("A04", "1"), adt("A11", "2"))
+    assert VisitState.from_dict(state.to_dict()) == state
