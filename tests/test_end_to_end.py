@@ -1,0 +1,132 @@
+"""The whole path on real parts: embedded broker, `gapstream worker`, `gapstream mllp`, SQLite,
+and a webhook endpoint on loopback. Corpus ED messages are sent three times each."""
+import csv
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from sinks.webhooks.signing import new_secret
+from streams import topics
+from streams.adt.mllp_client import send_messages
+from streams.kafka.broker import die_with_parent, free_port
+from streams.models import DeadLetter
+from streams.serialization.codec import AvroCodec
+from streams.tools.generate import adt_feed, ed_visits, population
+from tests.helpers import CORPUS, ED_FILES, Receiver, health, metrics_text, read_topic, start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(env, *args):
+    result = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def stack(broker, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("e2e")
+    pop = population(seed=11, members=300)
+    feed = adt_feed(pop, seed=11, visits=60)
+    # The corpus's two ED patients join the generated roster, under their own organization.
+    roster = [(m.member_id, m.organization_id) for m in pop.members if m.organization_id]
+    roster += [("33333", "ORG-CORPUS"), ("MRN12345", "ORG-CORPUS")]
+    with open(data_dir / "roster.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("member_id", "organization_id"), *roster])
+
+    worker = start_worker(broker.bootstrap, data_dir)
+    env = worker.env
+    receiver = Receiver(secret=new_secret()).start()
+    for org in {o for _, o in roster}:
+        cli(env, "subscriptions", "add", "--organization", org, "--url", receiver.url, "--secret", receiver.secret)
+    cli(env, "roster", "load", str(data_dir / "roster.csv"))
+    wait_for(lambda: (health(worker.web_port) or {}).get("roster_size") == len(roster), 60, message="roster loaded")
+
+    mllp_port = free_port()
+    mllp = subprocess.Popen([sys.executable, "-m", "streams.cli", "mllp", "--port", str(mllp_port)],
+                            env={**env, "GAPSTREAM_MLLP_METRICS_PORT": str(free_port())},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    yield {"worker": worker, "receiver": receiver, "mllp_port": mllp_port, "feed": feed, "pop": pop,
+           "bootstrap": broker.bootstrap}
+    mllp.terminate()
+    worker.stop()
+    mllp.wait(10)
+
+
+def wait_listening(port):
+    import socket
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 30, message=f"port {port}")
+
+
+@pytest.fixture(scope="module")
+def sent(stack):
+    """Send everything once the ingress listens; the tests below look at what came out."""
+    import asyncio
+
+    wait_listening(stack["mllp_port"])
+    corpus_ed = [(CORPUS / f).read_bytes() for f in ED_FILES]
+    malformed = [b"MSH|^~\\&|ADT|FAC|||20240101||ADT^A04||P|2.5\rPID|1||X"]  # no control id
+    messages = corpus_ed * 3 + [m.encode() for m in stack["feed"]] + malformed
+    report = asyncio.run(send_messages("127.0.0.1", stack["mllp_port"], messages, connections=3))
+    routed = {m.member_id for m in stack["pop"].members if m.organization_id}
+    expected_generated = {v for v in ed_visits(stack["feed"])
+                          if any(f"|{v[1]}|" in m and m.split("PID|1||")[1].split("^")[0] in routed
+                                 for m in stack["feed"] if f"|{v[0]}|" in m)}
+    expected = len(expected_generated) + len(ED_FILES)
+    receiver = stack["receiver"]
+    wait_for(lambda: len({r.headers["webhook-id"] for r in receiver.requests}) >= expected, 60,
+             message=f"{expected} webhooks")
+    time.sleep(2)  # anything extra (a duplicate alert) would arrive in this time
+    return {"report": report, "expected": expected, "count": len(messages)}
+
+
+def test_every_message_gets_an_ack_and_the_bad_one_a_rejection(sent):
+    acks = sent["report"].acks
+    assert acks[-1] == "AR"
+    assert set(acks[:-1]) == {"AA"}
+
+
+def test_exactly_one_signed_webhook_per_ed_visit(stack, sent):
+    receiver = stack["receiver"]
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(set(ids)) == sent["expected"]
+    assert len(ids) == len(set(ids))  # not even a retry: the endpoint answered 200 at once
+    alert_ids = set()
+    for request in receiver.requests:
+        event = Webhook(receiver.secret).verify(request.body, request.headers)
+        assert event["type"] == "adt.ed_visit"
+        alert_ids.add(event["data"]["alert_id"])
+    assert len(alert_ids) == sent["expected"]
+
+
+def test_the_corpus_ed_visits_reach_their_organization(stack, sent):
+    events = [Webhook(stack["receiver"].secret).verify(r.body, r.headers) for r in stack["receiver"].requests]
+    corpus = [e["data"] for e in events if e["data"]["organization_id"] == "ORG-CORPUS"]
+    assert sorted((d["facility"], d["event_type"]) for d in corpus) == [("LakeMichMC", "A03"), ("RDX", "A04")]
+
+
+def test_the_malformed_message_is_in_the_dead_letter_topic(stack, sent):
+    letters = [AvroCodec().decode(m.value(), DeadLetter) for m in read_topic(stack["bootstrap"], topics.DLQ)]
+    assert [(d.source, d.reason) for d in letters] == [("mllp", "missing_control_id")]
+
+
+def test_worker_metrics_count_what_happened(stack, sent):
+    text = metrics_text(stack["worker"].web_port)
+    assert f'gapstream_alerts_routed_total{{routed="yes"}} {float(sent["expected"])}' in text
+    assert 'gapstream_webhook_attempts_total{outcome="success"}' in text
+    assert "gapstream_adt_to_webhook_seconds_count" in text
+    assert 'gapstream_messages_in_total{topic="adt.raw"}' in text
+    for line in text.splitlines():  # no member identifier ever becomes a label value
+        assert "M011" not in line and "33333" not in line and "MRN12345" not in line
