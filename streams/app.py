@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -169,8 +170,9 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     @app.page("/health")
     async def health(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         assigned = app.consumer.assignment() if app.consumer else set()
+        by_status = Counter(v["status"] for v in visit_table.values() if v)
         return web.json({"assigned_partitions": len(assigned), "roster_size": len(roster_table),
-                         "visits": len(visit_table)})
+                         "visits": dict(by_status)})
 
     return Pipeline(app=app, services=[DispatcherService(dispatcher)], store=store)
 

@@ -130,3 +130,33 @@ def test_worker_metrics_count_what_happened(stack, sent):
     assert 'gapstream_messages_in_total{topic="adt.raw"}' in text
     for line in text.splitlines():  # no member identifier ever becomes a label value
         assert "M011" not in line and "33333" not in line and "MRN12345" not in line
+
+
+def test_undecodable_pipeline_messages_are_dead_lettered(stack, sent):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": stack["bootstrap"]})
+    producer.produce(topics.ADT_EVENTS, key=b"k", value=b"\xc3\x01" + b"\xee" * 8 + b"body")
+    producer.produce(topics.ALERTS, key=b"k", value=b'{"not": "avro"}')
+    producer.flush(10)
+
+    def letters():
+        found = {(d.source, d.reason) for d in (AvroCodec().decode(m.value(), DeadLetter)
+                                                 for m in read_topic(stack["bootstrap"], topics.DLQ))}
+        return found >= {("adt.events", "unknown_schema"), ("alerts", "unknown_framing")} and found
+    wait_for(letters, 30, message="dead letters from the agents")
+    assert 'gapstream_dead_letters_total{reason="unknown_schema",source="adt.events"} 1.0' in \
+        metrics_text(stack["worker"].web_port)
+
+
+def test_ed_visits_without_discharge_close_automatically(broker, tmp_path):
+    worker = start_worker(broker.bootstrap, tmp_path, GAPSTREAM_APP_ID="gapstream-autoclose",
+                          GAPSTREAM_ED_VISIT_AUTOCLOSE_S="2", GAPSTREAM_VISIT_SWEEP_INTERVAL_S="0.5")
+    try:
+        # The A04 registration from the corpus never gets its A03: it must close by itself.
+        wait_for(lambda: (health(worker.web_port) or {}).get("visits", {}).get("auto_closed", 0) >= 1, 60,
+                 message="the undischarged ED visit to be closed")
+        visits = health(worker.web_port)["visits"]
+        assert visits.get("discharged", 0) >= 1  # discharged visits stay as they were
+    finally:
+        worker.stop()
