@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import faust
 import mode
@@ -27,7 +28,7 @@ from streams.config import Settings
 from streams.deadletters import dead_letter
 from streams.metrics import ALERTS, ALERTS_ROUTED, DUPLICATES, MESSAGES_IN
 from streams.models import AdtEvent, Alert, RosterEntry
-from streams.serialization.codec import AvroCodec, DecodeError, codec_for
+from streams.serialization.codec import DecodeError, codec_for
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ import time
 
 from streams.metrics import DEAD_LETTERS
 from streams.models import DeadLetter
-from streams.topics import DLQ as DLQ_TOPIC
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         ready = threading.Event()
 
         async def handle(request: web.Request) -> web.Response:
@@ -114,9 +114,9 @@ def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProc
     worker = WorkerProcess(proc, web_port, env)
     try:
         wait_for(lambda: (h := health(web_port)) and h["assigned_partitions"] > 0, 90, message="worker ready")
-    except AssertionError:
+    except AssertionError as exc:
         worker.stop()
-        raise AssertionError("worker not ready; log:\n" + (data_dir / "worker.log").read_text()[-3000:])
+        raise AssertionError("worker not ready; log:\n" + (data_dir / "worker.log").read_text()[-3000:]) from exc
     return worker
 
 

@@ -1,7 +1,6 @@
 """The whole path on real parts: embedded broker, `gapstream worker`, `gapstream mllp`, SQLite,
 and a webhook endpoint on loopback. Corpus ED messages are sent three times each."""
 import csv
-import os
 import subprocess
 import sys
 import time

@@ -1,8 +1,6 @@
 """MLLP ingress against the real embedded broker: AA only for what the broker stored."""
 import asyncio
 
-import pytest
-
 from streams import topics
 from streams.adt.mllp import MllpIngress
 from streams.adt.mllp_client import ack_code, send_messages

@@ -86,5 +86,6 @@ def test_attempts_are_recorded_until_delivered(store):
     store.record_attempt(job, "success", 200, 2.0, None, None)
     [delivery] = store.deliveries()
     assert (delivery.status, delivery.attempts) == ("delivered", 2)
-    assert [(a.outcome, a.status_code) for a in store.attempts(job.webhook_id)] == [("http_error", 500), ("success", 200)]
+    attempts = [(a.outcome, a.status_code) for a in store.attempts(job.webhook_id)]
+    assert attempts == [("http_error", 500), ("success", 200)]
     assert store.claim_due(time.time() + 100, 30) == []

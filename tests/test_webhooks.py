@@ -10,7 +10,7 @@ from sinks.webhooks.dispatcher import Dispatcher
 from sinks.webhooks.payloads import alert_body
 from sinks.webhooks.signing import new_secret, signed_headers
 from streams.models import Alert
-from tests.helpers import Receiver, wait_for
+from tests.helpers import Receiver
 
 
 def test_signature_verifies_with_the_reference_library():

@@ -51,7 +51,7 @@ class Dispatcher:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._poll)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
 
     async def _deliver(self, client: httpx.AsyncClient, job: DeliveryJob) -> None:

@@ -13,7 +13,7 @@ def new_secret() -> str:
 
 
 def signed_headers(secret: str, webhook_id: str, body: str, at: dt.datetime | None = None) -> dict[str, str]:
-    at = at or dt.datetime.now(dt.timezone.utc)
+    at = at or dt.datetime.now(dt.UTC)
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(at.timestamp())),

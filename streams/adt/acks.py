@@ -40,7 +40,7 @@ def ack_for(message_text: str | None, code: str, reason_code: str = "", reason: 
             return "\r".join(segments)
         except Exception:  # a message good enough to be stored may still defeat create_ack
             pass
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     return "\r".join([
         f"MSH|^~\\&|gapstream||||{now}||ACK|{control_id}|P|2.5.1",
         f"MSA|{code}||{_clean(reason)}",

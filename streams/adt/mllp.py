@@ -17,11 +17,11 @@ import hl7.mllp
 from streams.adt.acks import ack_for
 from streams.adt.hl7text import NotHl7Error, split_messages
 from streams.adt.parse import AdtParseError, parse_adt
-from streams.deadletters import DLQ_TOPIC, dead_letter
+from streams.deadletters import dead_letter
 from streams.kafka.producer import AsyncProducer, ProduceError
 from streams.metrics import MLLP_MESSAGES
 from streams.serialization.codec import AvroCodec
-from streams.topics import ADT_RAW
+from streams.topics import ADT_RAW, DLQ
 
 log = logging.getLogger(__name__)
 SOURCE = "mllp"
@@ -73,7 +73,7 @@ class MllpIngress:
             MLLP_MESSAGES.labels(ack_code=verdict.code).inc()
             return ack_for(None, verdict.code, verdict.reason_code, verdict.reason)
         verdicts = await asyncio.gather(*(self._store(m, received_at_ms) for m in messages))
-        acks = [ack_for(m, v.code, v.reason_code, v.reason) for m, v in zip(messages, verdicts)]
+        acks = [ack_for(m, v.code, v.reason_code, v.reason) for m, v in zip(messages, verdicts, strict=True)]
         for v in verdicts:
             MLLP_MESSAGES.labels(ack_code=v.code).inc()
         if len(acks) == 1:
@@ -90,7 +90,7 @@ class MllpIngress:
         try:
             # Keyed by visit, so the events of one encounter stay in order on one partition.
             await asyncio.wait_for(self._producer.send(ADT_RAW, raw, event.visit_key.encode()), self._timeout)
-        except (ProduceError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ProduceError) as exc:
             log.warning("could not store an ADT message: %s", type(exc).__name__)
             return Verdict("AE", "store_failed", "message not stored, the broker did not confirm the write; resend")
         return Verdict("AA")
@@ -98,8 +98,8 @@ class MllpIngress:
     async def _dead_letter(self, raw: bytes, reason_code: str, detail: str) -> Verdict:
         record = dead_letter(SOURCE, reason_code, detail, raw)
         try:
-            await asyncio.wait_for(self._producer.send(DLQ_TOPIC, self._codec.encode(record)), self._timeout)
-        except (ProduceError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._producer.send(DLQ, self._codec.encode(record)), self._timeout)
+        except (TimeoutError, ProduceError):
             return Verdict("AE", "store_failed", f"{detail}; and it could not be recorded, resend")
         return Verdict("AR", reason_code, detail)
 

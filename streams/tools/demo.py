@@ -19,7 +19,6 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import click
 
@@ -28,10 +27,10 @@ from sinks.webhooks.signing import new_secret
 from streams.adt.mllp_client import send_messages
 from streams.config import Settings
 from streams.kafka.broker import BrokerError, die_with_parent, free_port
+from streams.models import RosterEntry
 from streams.runtime import bootstrap_servers
 from streams.tools.generate import adt_feed, ed_visits, population
 from streams.tools.loaders import publish_roster
-from streams.models import RosterEntry
 
 
 def spawn(args: list[str], env: dict[str, str], stdout=subprocess.DEVNULL) -> subprocess.Popen:

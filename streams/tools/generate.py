@@ -113,7 +113,8 @@ class _Feed:
             f"{member.birth_date:%Y%m%d}|{member.sex}",
             f"PV1|1|{patient_class}|{'ED' if patient_class == 'E' else 'MED'}^^^{facility}|"
             f"{'E' if patient_class == 'E' else 'R'}||||||{'EMR' if patient_class == 'E' else 'MED'}|||||||||"
-            f"{visit}|||||||||||||||||{disposition}||||||||{_ts(admitted or at)}|{_ts(discharged) if discharged else ''}",
+            f"{visit}|||||||||||||||||{disposition}||||||||{_ts(admitted or at)}|"
+            f"{_ts(discharged) if discharged else ''}",
         ]
         if diagnosis:
             segments.append(f"DG1|1||{diagnosis[0]}^{diagnosis[1]}^I10||{_ts(at)}|W")
@@ -128,7 +129,7 @@ class _Feed:
 def adt_feed(pop: Population, seed: int, visits: int, start: dt.datetime | None = None) -> list[str]:
     """``visits`` encounters as HL7 v2.5.1 ADT messages, in arrival order (visits interleave)."""
     rng = random.Random(seed + 1)
-    start = start or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    start = start or dt.datetime.now(dt.UTC).replace(microsecond=0)
     encounters: list[list[str]] = []
     for v in range(visits):
         member = rng.choice(pop.members)

@@ -1,0 +1,69 @@
+"""The command line as an operator or a script uses it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = [[], ["broker"], ["worker"], ["mllp"], ["roster"], ["roster", "load"], ["subscriptions"],
+            ["subscriptions", "add"], ["receiver"], ["generate"], ["demo"]]
+
+
+def gapstream(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gapstream")
+def test_every_command_has_help(command):
+    result = gapstream(*command, "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_publishing_without_a_broker_fails_with_one_line(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("member_id,organization_id\nM1,ORG1\n")
+    env = {"GAPSTREAM_DATA_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": ""}
+    result = gapstream("roster", "load", str(roster), env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "no broker is running" in result.stderr
+
+
+def test_a_roster_without_the_right_header_is_refused(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("member,org\nM1,ORG1\n")
+    result = gapstream("roster", "load", str(roster), env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "member_id,organization_id" in result.stderr
+
+
+def test_a_secret_must_be_in_standard_webhooks_form(tmp_path):
+    result = gapstream("subscriptions", "add", "--organization", "O", "--url", "https://example.org/h",
+                       "--secret", "hunter2", env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "whsec_" in result.stderr
+
+
+def test_subscriptions_add_prints_the_new_id(tmp_path):
+    result = gapstream("subscriptions", "add", "--organization", "O", "--url", "https://example.org/h",
+                       "--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.startswith("sub_")
+
+
+def test_generate_writes_a_population_and_feed(tmp_path):
+    result = gapstream("generate", "--seed", "3", "--members", "200", "--out", str(tmp_path / "g"))
+    assert result.returncode == 0
+    assert {p.name for p in (tmp_path / "g").iterdir()} == {"organizations.csv", "members.csv", "roster.csv",
+                                                            "adt.hl7"}
+    assert len((tmp_path / "g" / "members.csv").read_text().splitlines()) == 201
+
+
+def test_broker_runs_in_the_foreground_and_prints_its_address(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "GAPSTREAM_DATA_DIR": str(tmp_path)})
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
+        assert (tmp_path / "broker.json").exists()  # other commands find it there
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+    assert not (tmp_path / "broker.json").exists()
