@@ -4,7 +4,7 @@ import csv
 import pytest
 
 from streams.adt.hl7text import NotHl7Error, split_messages
-from streams.adt.parse import AdtParseError, parse_adt
+from streams.adt.parse import AdtParseError, parse_adt, parse_header
 from tests.helpers import CORPUS, ED_FILES
 
 CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*.hl7"))
@@ -97,3 +97,12 @@ def test_not_hl7_is_refused_by_the_splitter():
         split_messages(b"\xef\xbb\xbf  ")
     with pytest.raises(NotHl7Error):
         split_messages(b"GET / HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_the_ingress_header_check_agrees_with_the_full_parse(name):
+    raw = (CORPUS / name).read_bytes()
+    event = parse_adt(raw, 1)
+    header = parse_header(raw)
+    assert (header.control_id, header.event_type, header.visit_key) == (
+        event.message_control_id, event.event_type, event.visit_key)

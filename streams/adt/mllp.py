@@ -16,7 +16,7 @@ import hl7.mllp
 
 from streams.adt.acks import ack_for
 from streams.adt.hl7text import NotHl7Error, split_messages
-from streams.adt.parse import AdtParseError, parse_adt
+from streams.adt.parse import AdtParseError, parse_header
 from streams.deadletters import dead_letter
 from streams.kafka.producer import AsyncProducer, ProduceError
 from streams.metrics import MLLP_MESSAGES
@@ -84,12 +84,13 @@ class MllpIngress:
     async def _store(self, message: str, received_at_ms: int) -> Verdict:
         raw = message.encode("utf-8")
         try:
-            event = parse_adt(raw, received_at_ms)
+            header = parse_header(raw)
         except AdtParseError as exc:
             return await self._dead_letter(raw, exc.reason, exc.detail)
         try:
             # Keyed by visit, so the events of one encounter stay in order on one partition.
-            await asyncio.wait_for(self._producer.send(ADT_RAW, raw, event.visit_key.encode()), self._timeout)
+            await asyncio.wait_for(self._producer.send(ADT_RAW, raw, header.visit_key.encode(), received_at_ms),
+                                   self._timeout)
         except (TimeoutError, ProduceError) as exc:
             log.warning("could not store an ADT message: %s", type(exc).__name__)
             return Verdict("AE", "store_failed", "message not stored, the broker did not confirm the write; resend")

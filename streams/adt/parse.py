@@ -5,11 +5,13 @@ Only what downstream needs is kept. Anything that makes a message unusable raise
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import hl7
 from hl7.exceptions import ParseException
 
-from streams.adt.hl7text import NotHl7Error, decode
-from streams.models import AdtEvent, Diagnosis, Patient, PatientIdentifier
+from streams.adt.hl7text import decode
+from streams.models import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 
 # NUCC taxonomy "Clinic/Center, Emergency Care", as syndromic-surveillance feeds send it in OBX SS003.
 EMERGENCY_FACILITY_TYPES = frozenset({"261QE0002X"})
@@ -25,25 +27,35 @@ class AdtParseError(ValueError):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Header:
+    """What identifies a message and its visit: enough to accept, reject or route it."""
+    control_id: str
+    event_type: str
+    facility: str
+    visit_number: str | None
+
+    @property
+    def visit_key(self) -> str:
+        return visit_key(self.facility, self.visit_number, self.control_id)
+
+
+# Segments the header checks read. The MLLP ingress parses only these, so that it can answer a
+# sender quickly; the worker parses everything.
+HEADER_SEGMENTS = ("MSH", "EVN", "PV1")
+
+
+def parse_header(raw: bytes) -> Header:
+    """The header checks alone, on the MSH, EVN and PV1 segments (python-hl7 parses them)."""
+    text = decode(raw)
+    header_only = "\r".join(s for s in text.split("\r") if s[:3] in HEADER_SEGMENTS)
+    return _header(_parse(header_only or text))
+
+
 def parse_adt(raw: bytes, received_at_ms: int) -> AdtEvent:
-    try:
-        message = hl7.parse(decode(raw))
-    except (ValueError, ParseException, IndexError, NotHl7Error) as exc:
-        raise AdtParseError("not_hl7", str(exc)) from exc
-    if not _has(message, "MSH"):
-        raise AdtParseError("not_hl7", "no MSH segment")
-    message_type = _get(message, "MSH.F9.R1.C1")
-    if message_type != "ADT":
-        raise AdtParseError("unsupported_message_type", f"MSH-9 is {message_type or 'empty'}, expected ADT")
-    control_id = _get(message, "MSH.F10")
-    if not control_id:
-        raise AdtParseError("missing_control_id", "MSH-10 message control id is empty")
-    event_type = _get(message, "MSH.F9.R1.C2") or _get(message, "EVN.F1")
-    if not event_type:
-        raise AdtParseError("missing_event_type", "neither MSH-9.2 nor EVN-1 names the trigger event")
-    facility = _get(message, "MSH.F4.R1.C1") or _get(message, "PV1.F3.R1.C4") or _get(message, "MSH.F3.R1.C1")
-    if not facility:
-        raise AdtParseError("missing_facility", "no sending facility in MSH-4, PV1-3.4 or MSH-3")
+    message = _parse(decode(raw))
+    header = _header(message)
+    control_id, event_type, facility = header.control_id, header.event_type, header.facility
 
     message_time = _time(message, "MSH.F7")
     identifiers = _identifiers(message)
@@ -66,7 +78,7 @@ def parse_adt(raw: bytes, received_at_ms: int) -> AdtEvent:
             sex=_get(message, "PID.F8"),
         ),
         patient_class=patient_class.upper() if patient_class else None,
-        visit_number=_get(message, "PV1.F19.R1.C1"),
+        visit_number=header.visit_number,
         location=_location(message),
         hospital_service=_get(message, "PV1.F10"),
         admit_time=_time(message, "PV1.F44"),
@@ -77,6 +89,32 @@ def parse_adt(raw: bytes, received_at_ms: int) -> AdtEvent:
         emergency=(patient_class or "").upper() == "E" or facility_type in EMERGENCY_FACILITY_TYPES,
         received_at_ms=received_at_ms,
     )
+
+
+def _parse(text: str) -> hl7.Message:
+    try:
+        message = hl7.parse(text)
+    except (ValueError, ParseException, IndexError) as exc:
+        raise AdtParseError("not_hl7", str(exc)) from exc
+    if not _has(message, "MSH"):
+        raise AdtParseError("not_hl7", "no MSH segment")
+    return message
+
+
+def _header(message: hl7.Message) -> Header:
+    message_type = _get(message, "MSH.F9.R1.C1")
+    if message_type != "ADT":
+        raise AdtParseError("unsupported_message_type", f"MSH-9 is {message_type or 'empty'}, expected ADT")
+    control_id = _get(message, "MSH.F10")
+    if not control_id:
+        raise AdtParseError("missing_control_id", "MSH-10 message control id is empty")
+    event_type = _get(message, "MSH.F9.R1.C2") or _get(message, "EVN.F1")
+    if not event_type:
+        raise AdtParseError("missing_event_type", "neither MSH-9.2 nor EVN-1 names the trigger event")
+    facility = _get(message, "MSH.F4.R1.C1") or _get(message, "PV1.F3.R1.C4") or _get(message, "MSH.F3.R1.C1")
+    if not facility:
+        raise AdtParseError("missing_facility", "no sending facility in MSH-4, PV1-3.4 or MSH-3")
+    return Header(control_id, event_type.upper(), facility, _get(message, "PV1.F19.R1.C1"))
 
 
 def _has(message: hl7.Message, segment: str) -> bool:

@@ -32,7 +32,7 @@ class AsyncProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, timestamp_ms: int | None = None) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -47,7 +47,8 @@ class AsyncProducer:
             loop.call_soon_threadsafe(settle)
 
         try:
-            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery,
+                                   **({"timestamp": timestamp_ms} if timestamp_ms else {}))
         except BufferError as exc:
             raise ProduceError(f"producer queue full: {exc}") from exc
         await done

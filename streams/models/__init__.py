@@ -1,8 +1,9 @@
 """Messages that travel on topics, as dataclasses. Each names the Avro schema it is encoded with."""
-from streams.models.adt import AdtEvent, Diagnosis, Patient, PatientIdentifier
+from streams.models.adt import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 from streams.models.alert import Alert
 from streams.models.deadletter import DeadLetter
 from streams.models.record import Record
 from streams.models.roster import RosterEntry
 
-__all__ = ["AdtEvent", "Alert", "DeadLetter", "Diagnosis", "Patient", "PatientIdentifier", "Record", "RosterEntry"]
+__all__ = ["AdtEvent", "Alert", "DeadLetter", "Diagnosis", "Patient", "PatientIdentifier", "Record", "RosterEntry",
+           "visit_key"]

@@ -60,6 +60,10 @@ class AdtEvent(Record):
 
     @property
     def visit_key(self) -> str:
-        """Events of one encounter share this key: the facility plus PV1-19, or the message itself
-        when the sender gave no visit number (then nothing can be grouped with it)."""
-        return f"{self.sending_facility}|{self.visit_number or 'msg:' + self.message_control_id}"
+        return visit_key(self.sending_facility, self.visit_number, self.message_control_id)
+
+
+def visit_key(facility: str, visit_number: str | None, control_id: str) -> str:
+    """Events of one encounter share this key: the facility plus PV1-19, or the message itself
+    when the sender gave no visit number (then nothing can be grouped with it)."""
+    return f"{facility}|{visit_number or 'msg:' + control_id}"
