@@ -49,46 +49,76 @@ def parse_header(raw: bytes) -> Header:
     """The header checks alone, on the MSH, EVN and PV1 segments (python-hl7 parses them)."""
     text = decode(raw)
     header_only = "\r".join(s for s in text.split("\r") if s[:3] in HEADER_SEGMENTS)
-    return _header(_parse(header_only or text))
+    return _header(_Fields(_parse(header_only or text)))
 
 
 def parse_adt(raw: bytes, received_at_ms: int) -> AdtEvent:
-    message = _parse(decode(raw))
-    header = _header(message)
-    control_id, event_type, facility = header.control_id, header.event_type, header.facility
-
-    message_time = _time(message, "MSH.F7")
-    identifiers = _identifiers(message)
-    patient_class = _get(message, "PV1.F2")
-    facility_type = _facility_type(message)
+    f = _Fields(_parse(decode(raw)))
+    header = _header(f)
+    message_time = _time(f, "MSH", 7)
+    identifiers = _identifiers(f)
+    patient_class = (f.get("PV1", 2) or "").upper() or None
+    facility_type = _facility_type(f)
     return AdtEvent(
-        message_control_id=control_id,
-        event_type=event_type.upper(),
-        hl7_version=_get(message, "MSH.F12.R1.C1"),
-        sending_application=_get(message, "MSH.F3.R1.C1"),
-        sending_facility=facility,
+        message_control_id=header.control_id,
+        event_type=header.event_type,
+        hl7_version=f.get("MSH", 12),
+        sending_application=f.get("MSH", 3),
+        sending_facility=header.facility,
         message_time=message_time,
-        event_time=_time(message, "EVN.F2") or message_time,
+        event_time=_time(f, "EVN", 2) or message_time,
         member_id=_member_id(identifiers),
         patient_identifiers=identifiers,
         patient=Patient(
-            family_name=_get(message, "PID.F5.R1.C1"),
-            given_name=_get(message, "PID.F5.R1.C2"),
-            birth_date=_date(message, "PID.F7"),
-            sex=_get(message, "PID.F8"),
+            family_name=f.get("PID", 5),
+            given_name=f.get("PID", 5, comp=2),
+            birth_date=(_time(f, "PID", 7) or "")[:10] or None,
+            sex=f.get("PID", 8),
         ),
-        patient_class=patient_class.upper() if patient_class else None,
+        patient_class=patient_class,
         visit_number=header.visit_number,
-        location=_location(message),
-        hospital_service=_get(message, "PV1.F10"),
-        admit_time=_time(message, "PV1.F44"),
-        discharge_time=_time(message, "PV1.F45"),
-        discharge_disposition=_get(message, "PV1.F36"),
+        location="^".join(f.get("PV1", 3, comp=c) or "" for c in (1, 2, 3, 4)).rstrip("^") or None,
+        hospital_service=f.get("PV1", 10),
+        admit_time=_time(f, "PV1", 44),
+        discharge_time=_time(f, "PV1", 45),
+        discharge_disposition=f.get("PV1", 36),
         facility_type=facility_type,
-        diagnoses=_diagnoses(message),
-        emergency=(patient_class or "").upper() == "E" or facility_type in EMERGENCY_FACILITY_TYPES,
+        diagnoses=_diagnoses(f),
+        emergency=patient_class == "E" or facility_type in EMERGENCY_FACILITY_TYPES,
         received_at_ms=received_at_ms,
     )
+
+
+class _Fields:
+    """Field access by position. The segments are indexed once per message: python-hl7's accessor
+    strings ("PID.F3.R1.C1") rescan every segment on each lookup, which dominated parse time."""
+
+    def __init__(self, message: hl7.Message):
+        self._segments: dict[str, list[hl7.Segment]] = {}
+        for segment in message:
+            self._segments.setdefault(str(segment[0]), []).append(segment)
+
+    def count(self, name: str) -> int:
+        return len(self._segments.get(name, ()))
+
+    def get(self, name: str, field: int, rep: int = 1, comp: int = 1, n: int = 1) -> str | None:
+        """The value, or None when absent or empty; ``n`` picks the n-th segment of that name."""
+        segments = self._segments.get(name)
+        if not segments or n > len(segments):
+            return None
+        try:
+            value = segments[n - 1].extract_field(n, field, rep, comp, 1)
+        except (KeyError, IndexError):
+            return None
+        text = str(value).strip() if value is not None else ""
+        return text or None
+
+    def repetitions(self, name: str, field: int, n: int = 1) -> int:
+        segment = self._segments[name][n - 1]
+        if field >= len(segment):
+            return 0
+        value = segment(field)
+        return len(value) if value and isinstance(value[0], hl7.Repetition) else 1
 
 
 def _parse(text: str) -> hl7.Message:
@@ -96,43 +126,29 @@ def _parse(text: str) -> hl7.Message:
         message = hl7.parse(text)
     except (ValueError, ParseException, IndexError) as exc:
         raise AdtParseError("not_hl7", str(exc)) from exc
-    if not _has(message, "MSH"):
+    if not any(str(s[0]) == "MSH" for s in message):
         raise AdtParseError("not_hl7", "no MSH segment")
     return message
 
 
-def _header(message: hl7.Message) -> Header:
-    message_type = _get(message, "MSH.F9.R1.C1")
+def _header(f: _Fields) -> Header:
+    message_type = f.get("MSH", 9)
     if message_type != "ADT":
         raise AdtParseError("unsupported_message_type", f"MSH-9 is {message_type or 'empty'}, expected ADT")
-    control_id = _get(message, "MSH.F10")
+    control_id = f.get("MSH", 10)
     if not control_id:
         raise AdtParseError("missing_control_id", "MSH-10 message control id is empty")
-    event_type = _get(message, "MSH.F9.R1.C2") or _get(message, "EVN.F1")
+    event_type = f.get("MSH", 9, comp=2) or f.get("EVN", 1)
     if not event_type:
         raise AdtParseError("missing_event_type", "neither MSH-9.2 nor EVN-1 names the trigger event")
-    facility = _get(message, "MSH.F4.R1.C1") or _get(message, "PV1.F3.R1.C4") or _get(message, "MSH.F3.R1.C1")
+    facility = f.get("MSH", 4) or f.get("PV1", 3, comp=4) or f.get("MSH", 3)
     if not facility:
         raise AdtParseError("missing_facility", "no sending facility in MSH-4, PV1-3.4 or MSH-3")
-    return Header(control_id, event_type.upper(), facility, _get(message, "PV1.F19.R1.C1"))
+    return Header(control_id, event_type.upper(), facility, f.get("PV1", 19))
 
 
-def _has(message: hl7.Message, segment: str) -> bool:
-    return any(str(s[0]) == segment for s in message)
-
-
-def _get(message: hl7.Message, accessor: str) -> str | None:
-    """The value at ``accessor`` (``SEGn.Fn.Rn.Cn``), or None when absent or empty."""
-    try:
-        value = message[accessor]
-    except (KeyError, IndexError):
-        return None
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _time(message: hl7.Message, accessor: str) -> str | None:
-    raw = _get(message, f"{accessor}.R1.C1")
+def _time(f: _Fields, segment: str, field: int) -> str | None:
+    raw = f.get(segment, field)
     if not raw:
         return None
     try:
@@ -141,35 +157,17 @@ def _time(message: hl7.Message, accessor: str) -> str | None:
         return None
 
 
-def _date(message: hl7.Message, accessor: str) -> str | None:
-    iso = _time(message, accessor)
-    return iso[:10] if iso else None
-
-
-def _identifiers(message: hl7.Message) -> list[PatientIdentifier]:
+def _identifiers(f: _Fields) -> list[PatientIdentifier]:
     found: list[PatientIdentifier] = []
-    for segment, field_no in (("PID", 3), ("IN1", 36), ("IN1", 49)):
-        for s in range(1, _count(message, segment) + 1):
-            for r in range(1, _repetition_count(message, f"{segment}{s}.F{field_no}") + 1):
-                cx = f"{segment}{s}.F{field_no}.R{r}"
-                ident = _get(message, f"{cx}.C1")
+    for segment, field in (("PID", 3), ("IN1", 36), ("IN1", 49)):
+        for n in range(1, f.count(segment) + 1):
+            for rep in range(1, f.repetitions(segment, field, n) + 1):
+                ident = f.get(segment, field, rep, 1, n)
                 if ident:
-                    found.append(PatientIdentifier(id=ident, source=f"{segment}-{field_no}",
-                                                   authority=_get(message, f"{cx}.C4"),
-                                                   type_code=_get(message, f"{cx}.C5")))
+                    found.append(PatientIdentifier(id=ident, source=f"{segment}-{field}",
+                                                   authority=f.get(segment, field, rep, 4, n),
+                                                   type_code=f.get(segment, field, rep, 5, n)))
     return found
-
-
-def _repetition_count(message: hl7.Message, field: str) -> int:
-    count = 0
-    while True:
-        try:
-            message[f"{field}.R{count + 1}"]
-        except (KeyError, IndexError):
-            return count
-        count += 1
-        if count > 20:  # a field with more repetitions than that is not an identifier list
-            return count
 
 
 def _member_id(identifiers: list[PatientIdentifier]) -> str | None:
@@ -186,32 +184,19 @@ def _member_id(identifiers: list[PatientIdentifier]) -> str | None:
     return None
 
 
-def _location(message: hl7.Message) -> str | None:
-    parts = [_get(message, f"PV1.F3.R1.C{i}") or "" for i in (1, 2, 3, 4)]
-    return "^".join(parts).rstrip("^") or None
-
-
-def _count(message: hl7.Message, segment: str) -> int:
-    return sum(1 for s in message if str(s[0]) == segment)
-
-
-def _facility_type(message: hl7.Message) -> str | None:
-    for i in range(1, _count(message, "OBX") + 1):
-        if _get(message, f"OBX{i}.F3.R1.C1") == FACILITY_TYPE_OBSERVATION:
-            return _get(message, f"OBX{i}.F5.R1.C1")
+def _facility_type(f: _Fields) -> str | None:
+    for n in range(1, f.count("OBX") + 1):
+        if f.get("OBX", 3, n=n) == FACILITY_TYPE_OBSERVATION:
+            return f.get("OBX", 5, n=n)
     return None
 
 
-def _diagnoses(message: hl7.Message) -> list[Diagnosis]:
-    found: list[Diagnosis] = []
-    for i in range(1, _count(message, "DG1") + 1):
-        code = _get(message, f"DG1{i}.F3.R1.C1")
-        if code:
-            found.append(Diagnosis(code=code, system=_get(message, f"DG1{i}.F3.R1.C3"),
-                                   description=_get(message, f"DG1{i}.F3.R1.C2") or _get(message, f"DG1{i}.F4"),
-                                   kind=_get(message, f"DG1{i}.F6")))
-    code = _get(message, "PV2.F3.R1.C1")
+def _diagnoses(f: _Fields) -> list[Diagnosis]:
+    found = [Diagnosis(code=code, system=f.get("DG1", 3, comp=3, n=n),
+                       description=f.get("DG1", 3, comp=2, n=n) or f.get("DG1", 4, n=n), kind=f.get("DG1", 6, n=n))
+             for n in range(1, f.count("DG1") + 1) if (code := f.get("DG1", 3, n=n))]
+    code = f.get("PV2", 3)
     if code:
-        found.append(Diagnosis(code=code, system=_get(message, "PV2.F3.R1.C3"),
-                               description=_get(message, "PV2.F3.R1.C2"), kind="admit_reason"))
+        found.append(Diagnosis(code=code, system=f.get("PV2", 3, comp=3), description=f.get("PV2", 3, comp=2),
+                               kind="admit_reason"))
     return found

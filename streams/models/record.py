@@ -15,7 +15,8 @@ class Record:
     schema: ClassVar[str]
 
     def to_record(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        # Not dataclasses.asdict: it deep-copies every value, and this runs for every message sent.
+        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
 
     @classmethod
     def from_record(cls: type[R], data: dict[str, Any]) -> R:
@@ -25,6 +26,19 @@ class Record:
             if f.name in data:
                 kwargs[f.name] = _convert(hints[f.name], data[f.name])
         return cls(**kwargs)
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_record()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 @cache
