@@ -14,6 +14,7 @@ from streams.adt.mllp_client import send_messages
 from streams.kafka.broker import die_with_parent, free_port
 from streams.models import DeadLetter
 from streams.serialization.codec import AvroCodec
+from streams.tools.demo import wait_listening
 from streams.tools.generate import adt_feed, ed_visits, population
 from tests.helpers import CORPUS, ED_FILES, Receiver, health, metrics_text, read_topic, start_worker, wait_for
 
@@ -55,18 +56,6 @@ def stack(broker, tmp_path_factory):
     mllp.terminate()
     worker.stop()
     mllp.wait(10)
-
-
-def wait_listening(port):
-    import socket
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, 30, message=f"port {port}")
 
 
 @pytest.fixture(scope="module")
