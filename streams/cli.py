@@ -35,6 +35,17 @@ def main(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the command through its cleanup code. Set explicitly because a
+    process started in the background by a shell inherits SIGINT as ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 @main.command()
 def broker() -> None:
     """Run the embedded Kafka-protocol broker in the foreground and print its bootstrap address."""
@@ -217,6 +228,8 @@ def generate(seed: int, members: int, visits: int | None, out: Path) -> None:
 def demo(duration: float, seed: int, members: int, rate: float) -> None:
     """Start everything, stream a generated ADT feed over MLLP and show alerts arriving live."""
     from streams.tools.demo import run_demo
+
+    _stop_on_signals()
 
     try:
         summary = run_demo(_settings(), duration=duration, seed=seed, members=members, rate=rate)

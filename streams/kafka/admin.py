@@ -4,13 +4,16 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.kafka.broker import BrokerError
+from streams.kafka.broker import BrokerError, SilentLogger
 
 
 def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeout_s: float = 15.0) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": SilentLogger()})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str() if exc.args else exc}") from exc
     missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
     if not missing:
         return

@@ -63,7 +63,7 @@ def broker_binary() -> str:
 def wait_until_ready(bootstrap: str, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:
     """Block until ``bootstrap`` answers a Kafka metadata request."""
     deadline = time.monotonic() + timeout_s
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _SilentLogger()})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": SilentLogger()})
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -77,8 +77,9 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 20.0, proc: subprocess.P
     raise BrokerError(f"broker at {bootstrap} did not answer metadata within {timeout_s:.0f}s: {last_error}")
 
 
-class _SilentLogger:
-    """librdkafka logs connection refusals while the broker boots; they are expected, not news."""
+class SilentLogger:
+    """librdkafka logs every refused connection; gapstream reports an unreachable broker once,
+    as a BrokerError, instead."""
 
     def log(self, *args: object, **kwargs: object) -> None:
         pass
