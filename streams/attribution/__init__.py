@@ -1,0 +1,1 @@
+"""Attribution: which provider organization a member belongs to, by declarative methods."""

@@ -1,0 +1,266 @@
+"""The attribution engine: one generic evaluator for every method file.
+
+``evaluate`` is a pure function of a member's ledger, the provider directory, the accepted
+disputes and the date. Its decision carries the ranked candidates and the numbers behind them,
+which rule decided and why, and the next date on which the answer could change by time alone
+(a visit leaving the lookback, coverage or a PCP choice ending, a dispute expiring); the worker
+re-evaluates the member on that date, so nothing is rescanned.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.attribution.methods import Method, MethodError, Step, method_for
+from streams.claims.ledger import Ledger, effective_claims, spans
+
+
+@dataclass(frozen=True)
+class Candidate:
+    npi: str
+    organization_id: str | None
+    role: str | None
+    visits: int
+    allowed_amount: float
+    last_visit: str
+    eligible: bool
+    note: str = ""
+    rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    member_id: str
+    as_of: str
+    organization_id: str | None
+    npi: str | None
+    method_id: str | None
+    method_version: str | None
+    rule: str
+    reason: str
+    steps: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
+    next_review: str | None = None
+    unknown_npis: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def organization_of(provider: Mapping[str, Any]) -> str | None:
+    """The organization a provider bills under: its directory organization, else its TIN."""
+    if provider.get("organization_id"):
+        return provider["organization_id"]
+    return f"TIN:{provider['tin']}" if provider.get("tin") else None
+
+
+def _active(provider: Mapping[str, Any], on: dt.date) -> bool:
+    start, end = provider.get("active_from"), provider.get("active_to")
+    return (not start or start[:10] <= on.isoformat()) and (not end or on.isoformat() <= end[:10])
+
+
+@dataclass
+class _Review:
+    """The earliest future date on which the decision may change by time alone."""
+    as_of: dt.date
+    next: dt.date | None = None
+
+    def at(self, day: dt.date | None) -> None:
+        if day and day > self.as_of and (self.next is None or day < self.next):
+            self.next = day
+
+
+@dataclass
+class _Stats:
+    dates: set[str] = field(default_factory=set)
+    allowed: float = 0.0
+
+
+def evaluate(member_id: str, ledger: Ledger, providers: Mapping[str, Mapping[str, Any]],
+             overrides: list[Mapping[str, Any]], as_of: dt.date) -> Decision:
+    review = _Review(as_of)
+    day = as_of.isoformat()
+    all_spans = spans(ledger)
+    coverage = [s for s in all_spans
+                if s.coverage_start[:10] <= day and (not s.coverage_end or day <= s.coverage_end[:10])]
+    for s in all_spans:
+        review.at(dt.date.fromisoformat(s.coverage_start[:10]))
+        if s.coverage_end:
+            review.at(dt.date.fromisoformat(s.coverage_end[:10]) + dt.timedelta(days=1))
+    base = {"member_id": member_id, "as_of": day}
+    if not coverage:
+        return Decision(**base, organization_id=None, npi=None, method_id=None, method_version=None,
+                        rule="no_active_coverage", reason=f"no eligibility span covers {day}",
+                        next_review=_iso(review.next))
+    span = max(coverage, key=lambda s: (s.coverage_start, s.payer))
+    try:
+        method = method_for(span.payer, span.product_line)
+    except MethodError as exc:
+        return Decision(**base, organization_id=None, npi=None, method_id=None, method_version=None,
+                        rule="no_method", reason=str(exc), next_review=_iso(review.next))
+
+    active_overrides = []
+    for o in overrides:
+        if o.get("effective_from", "")[:10] <= day and (not o.get("expires_on") or day < o["expires_on"][:10]):
+            active_overrides.append(o)
+        if o.get("expires_on"):
+            review.at(dt.date.fromisoformat(o["expires_on"][:10]))
+        if o.get("effective_from"):
+            review.at(dt.date.fromisoformat(o["effective_from"][:10]))
+    excluded = {o["organization_id"] for o in active_overrides if o["kind"] == "remove"}
+    added = [o for o in active_overrides if o["kind"] == "add"]
+
+    result = _run_steps(method, span, ledger, providers, excluded, as_of, review)
+    common = {**base, "method_id": method.id, "method_version": method.version, "steps": tuple(result.log),
+              "candidates": result.candidates, "unknown_npis": result.unknown}
+    if added:
+        o = max(added, key=lambda o: (o.get("decided_at", ""), o["dispute_id"]))
+        return Decision(**common, organization_id=o["organization_id"], npi=o.get("npi"), rule="dispute_add",
+                        reason=f"accepted dispute {o['dispute_id']}: {o.get('reason', '')}".strip(),
+                        next_review=_iso(review.next))
+    return Decision(**common, organization_id=result.organization_id, npi=result.npi, rule=result.rule,
+                    reason=result.reason, next_review=_iso(review.next))
+
+
+@dataclass
+class _Result:
+    organization_id: str | None = None
+    npi: str | None = None
+    rule: str = "no_candidate"
+    reason: str = "no step found an eligible provider"
+    candidates: tuple[Candidate, ...] = ()
+    unknown: tuple[str, ...] = ()
+    log: list[str] = field(default_factory=list)
+
+
+def _run_steps(method: Method, span, ledger: Ledger, providers, excluded: set[str], as_of: dt.date,
+               review: _Review) -> _Result:
+    result = _Result()
+    claims = effective_claims(ledger)
+    for number, step in enumerate(method.steps, start=1):
+        if step.rule == "member_selected_pcp":
+            outcome = _selected_pcp(step, span, providers, excluded, as_of, review)
+            result.log.append(f"step {number} member_selected_pcp: {outcome[2]}")
+            if outcome[0]:
+                result.organization_id, result.npi = outcome[0], outcome[1]
+                result.rule, result.reason = "member_selected_pcp", outcome[2]
+                # Candidates are still worth showing: they explain what the choice overrides.
+                result.candidates, result.unknown = _plurality_for_display(method, claims, providers, excluded, as_of)
+                return result
+        else:
+            candidates, unknown, winner, note = _plurality(step, claims, providers, excluded, as_of, review)
+            result.log.append(f"step {number} plurality of {step.measure} ({step.codeset.id}, "
+                              f"{step.lookback_months} months): {note}")
+            result.candidates, result.unknown = candidates, unknown
+            if winner:
+                result.organization_id, result.npi = winner.organization_id, winner.npi
+                result.rule, result.reason = "plurality", note
+                return result
+    return result
+
+
+def _selected_pcp(step: Step, span, providers, excluded, as_of, review) -> tuple[str | None, str | None, str]:
+    npi = span.selected_pcp_npi
+    if not npi:
+        return None, None, "no PCP selected on the member's coverage"
+    provider = providers.get(npi)
+    if provider is None:
+        return None, None, f"selected PCP {npi} is not in the provider directory"
+    if provider.get("active_to"):
+        review.at(dt.date.fromisoformat(provider["active_to"][:10]) + dt.timedelta(days=1))
+    if not _active(provider, as_of):
+        return None, None, f"selected PCP {npi} is not active on {as_of}"
+    if provider.get("role") not in step.eligible_roles:
+        return None, None, f"selected PCP {npi} has role {provider.get('role')}, not eligible"
+    org = organization_of(provider)
+    if org in excluded:
+        return None, None, f"selected PCP {npi} belongs to {org}, removed by an accepted dispute"
+    return org, npi, f"member selected PCP {npi} ({org})"
+
+
+def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: _Review):
+    stats: dict[str, _Stats] = {}
+    day = as_of.isoformat()
+    for claim in claims:
+        for line in claim.lines:
+            if not line.npi or line.procedure_code not in step.codeset or line.service_date > day:
+                continue
+            expires = add_months(dt.date.fromisoformat(line.service_date), step.lookback_months)
+            if expires <= as_of:
+                continue
+            review.at(expires)
+            s = stats.setdefault(line.npi, _Stats())
+            s.dates.add(line.service_date)
+            s.allowed += line.allowed
+    unknown = tuple(sorted(npi for npi in stats if npi not in providers))
+    tiers = {role: i for i, tier in enumerate(step.role_tiers) for role in tier}
+    rows = []
+    for npi, s in stats.items():
+        provider = providers.get(npi, {})
+        org, role = organization_of(provider) if provider else None, provider.get("role")
+        note = ""
+        if not provider:
+            note = "not in the provider directory"
+        elif not _active(provider, as_of):
+            note = f"not active on {as_of}"
+        elif role not in tiers:
+            note = f"role {role} not eligible"
+        elif org in excluded:
+            note = f"{org} removed by an accepted dispute"
+        rows.append((tiers.get(role) if not note else None, npi, org, role, s, note))
+    eligible = [r for r in rows if r[0] is not None]
+    best_tier = min((r[0] for r in eligible), default=None)
+    ranked = sorted((r for r in eligible if r[0] == best_tier), key=lambda r: _sort_key(step, r[1], r[4]))
+    rank = {r[1]: i + 1 for i, r in enumerate(ranked)}
+    candidates = tuple(sorted(
+        (Candidate(npi=npi, organization_id=org, role=role, visits=len(s.dates), allowed_amount=round(s.allowed, 2),
+                   last_visit=max(s.dates), eligible=tier is not None, note=note or (
+                       "" if tier == best_tier else f"tier {tier + 1} not reached"), rank=rank.get(npi))
+         for tier, npi, org, role, s, note in rows),
+        key=lambda c: (c.rank is None, c.rank or 0, c.npi)))
+    if not ranked:
+        return candidates, unknown, None, "no eligible provider with a qualifying service in the lookback"
+    winner = next(c for c in candidates if c.rank == 1)
+    note = (f"{winner.npi} ({winner.organization_id}) ranks first of {len(ranked)} in tier {best_tier + 1} "
+            f"with {winner.visits} visits, {winner.allowed_amount:.2f} allowed, last {winner.last_visit}")
+    if len(ranked) > 1:
+        runner = next(c for c in candidates if c.rank == 2)
+        if _measure(step, runner) == _measure(step, winner):
+            note += f"; tied on {step.measure} with {runner.npi}, broken by {', '.join(step.tie_break)}"
+    return candidates, unknown, winner, note
+
+
+def _plurality_for_display(method: Method, claims, providers, excluded, as_of):
+    step = next((s for s in method.steps if s.rule == "plurality"), None)
+    if step is None:
+        return (), ()
+    candidates, unknown, _, _ = _plurality(step, claims, providers, excluded, as_of, _Review(as_of))
+    return candidates, unknown
+
+
+def _measure(step: Step, c: Candidate) -> float:
+    return c.visits if step.measure == "visits" else round(c.allowed_amount, 2)
+
+
+def _sort_key(step: Step, npi: str, s: _Stats) -> tuple:
+    measure = len(s.dates) if step.measure == "visits" else round(s.allowed, 2)
+    key: list = [-measure]
+    for rule in step.tie_break:
+        if rule == "most_recent_visit":
+            key.append(-dt.date.fromisoformat(max(s.dates)).toordinal())
+        elif rule == "npi":
+            key.append(npi)
+    return tuple(key)
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None

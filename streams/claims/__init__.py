@@ -1,0 +1,1 @@
+"""Claims, pharmacy fills and eligibility as kept per member: validation and corrections."""

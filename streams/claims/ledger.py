@@ -1,0 +1,127 @@
+"""A member's claims, fills and coverage, with corrections applied.
+
+Everything is kept as received and resolved when read, so the result does not depend on arrival
+order: a replacement supersedes, a void removes its whole claim (even when it arrives before the
+original, which then stays cancelled), a pharmacy reversal cancels the fill with the same id.
+The ledger is plain data (dicts and lists) so that it can live in a Faust table as JSON.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.models import EligibilitySpan, MedicalClaim, PharmacyClaim
+from streams.models.claims import REPLACEMENT, VOID
+
+
+@dataclass(frozen=True)
+class Line:
+    service_date: str
+    procedure_code: str | None
+    npi: str | None
+    allowed: float
+    place_of_service: str | None = None
+    revenue_code: str | None = None
+
+
+@dataclass(frozen=True)
+class EffectiveClaim:
+    claim_id: str
+    family_id: str
+    claim_type: str
+    diagnosis_codes: tuple[str, ...]
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class Fill:
+    claim_id: str
+    ndc11: str
+    fill_date: str
+    days_supply: int
+
+
+@dataclass
+class Ledger:
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)  # claim_id -> compact version
+    fills: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reversals: list[str] = field(default_factory=list)
+    spans: dict[str, dict[str, Any]] = field(default_factory=dict)  # payer|start -> span
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claims": self.claims, "fills": self.fills, "reversals": self.reversals, "spans": self.spans}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Ledger:
+        return cls(**data) if data else cls()
+
+
+def add_medical(ledger: Ledger, claim: MedicalClaim) -> None:
+    ledger.claims[claim.claim_id] = {
+        "f": claim.frequency_code,
+        "o": claim.original_claim_id,
+        "a": claim.adjudicated_at or "",
+        "t": claim.claim_type,
+        "dx": claim.diagnosis_codes,
+        "l": [[ln.service_date[:10], ln.procedure_code, ln.rendering_npi or claim.rendering_npi, ln.allowed_amount,
+               ln.place_of_service, ln.revenue_code] for ln in claim.lines],
+    }
+
+
+def add_pharmacy(ledger: Ledger, fill: PharmacyClaim) -> None:
+    if fill.reversal:
+        if fill.claim_id not in ledger.reversals:
+            ledger.reversals.append(fill.claim_id)
+            ledger.reversals.sort()
+        return
+    ledger.fills[fill.claim_id] = {"n": fill.ndc11, "d": fill.fill_date[:10], "s": fill.days_supply}
+
+
+def add_span(ledger: Ledger, span: EligibilitySpan) -> None:
+    key = f"{span.payer}|{span.coverage_start}"
+    known = ledger.spans.get(key)
+    # The newest message about a span wins, judged by receipt time, not by arrival order.
+    if known is None or span.received_at_ms >= known["received_at_ms"]:
+        ledger.spans[key] = span.to_record()
+
+
+def _root(claims: dict[str, dict[str, Any]], claim_id: str) -> tuple[str, int]:
+    """The original a claim corrects, following chains (a replacement of a replacement), and how deep."""
+    seen, depth, current = {claim_id}, 0, claim_id
+    while True:
+        parent = claims.get(current, {}).get("o")
+        if claims.get(current, {}).get("f") not in (REPLACEMENT, VOID) or not parent or parent in seen:
+            # An unseen parent still names the family, so a void before its original cancels it.
+            return (parent if parent and parent not in claims and parent not in seen else current), depth
+        seen.add(parent)
+        depth += 1
+        current = parent
+
+
+def effective_claims(ledger: Ledger) -> list[EffectiveClaim]:
+    families: dict[str, list[tuple[str, int]]] = {}
+    for claim_id in ledger.claims:
+        root, depth = _root(ledger.claims, claim_id)
+        families.setdefault(root, []).append((claim_id, depth))
+    result = []
+    for root, members in sorted(families.items()):
+        if any(ledger.claims[c]["f"] == VOID for c, _ in members):
+            continue
+        claim_id, _ = max(members, key=lambda m: (ledger.claims[m[0]]["a"], m[1], m[0]))
+        version = ledger.claims[claim_id]
+        result.append(EffectiveClaim(
+            claim_id=claim_id, family_id=root, claim_type=version["t"], diagnosis_codes=tuple(version["dx"]),
+            lines=tuple(Line(service_date=d, procedure_code=p, npi=n, allowed=a, place_of_service=pos,
+                             revenue_code=rev) for d, p, n, a, pos, rev in version["l"])))
+    return result
+
+
+def effective_fills(ledger: Ledger) -> list[Fill]:
+    reversed_ids = set(ledger.reversals)
+    return sorted((Fill(cid, f["n"], f["d"], f["s"]) for cid, f in ledger.fills.items() if cid not in reversed_ids),
+                  key=lambda f: (f.fill_date, f.claim_id))
+
+
+def spans(ledger: Ledger) -> list[EligibilitySpan]:
+    return sorted((EligibilitySpan.from_record(s) for s in ledger.spans.values()),
+                  key=lambda s: (s.coverage_start, s.payer))

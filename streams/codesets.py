@@ -1,0 +1,39 @@
+"""Named code sets from ``streams/rules/codesets/``: the codes a rule counts, with their source."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+RULES = Path(__file__).with_name("rules")
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    id: str
+    version: str
+    title: str
+    source: str
+    codes: frozenset[str]
+    ranges: tuple[tuple[str, str], ...]
+
+    def __contains__(self, code: object) -> bool:
+        if not isinstance(code, str) or not code:
+            return False
+        # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215).
+        return code in self.codes or any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
+
+
+class UnknownCodeSet(KeyError):
+    pass
+
+
+@cache
+def codeset(name: str) -> CodeSet:
+    path = RULES / "codesets" / f"{name}.toml"
+    if not path.exists():
+        raise UnknownCodeSet(f"no code set {name!r} in {path.parent}")
+    data = tomllib.loads(path.read_text())
+    return CodeSet(id=data["id"], version=data["version"], title=data["title"], source=data["source"].strip(),
+                   codes=frozenset(data.get("codes", [])), ranges=tuple(tuple(r) for r in data.get("ranges", [])))
