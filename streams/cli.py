@@ -132,21 +132,66 @@ def mllp(host: str | None, port: int | None) -> None:
 
 
 @main.group()
-def roster() -> None:
-    """Interim routing: which organization each member's selected PCP belongs to."""
+def load() -> None:
+    """Publish files to the feed topics (a broker must be running, or KAFKA_BOOTSTRAP_SERVERS set)."""
 
 
-@roster.command("load")
+def _publish(records: list, problems: list, extra: dict | None = None) -> None:
+    from streams.kafka.admin import ensure_topics
+    from streams.runtime import bootstrap_servers
+    from streams.sources.publish import publish
+
+    settings = _settings()
+    try:
+        with bootstrap_servers(settings, start_if_missing=False) as bootstrap:
+            ensure_topics(bootstrap, topics.INGRESS_TOPICS, settings.topic_partitions)
+            sent = asyncio.run(publish(bootstrap, records, settings.schema_registry_url))
+    except BrokerError as exc:
+        raise Failure(str(exc)) from exc
+    for problem in problems:
+        click.echo(f"{problem.file}:{problem.line}: {problem.reason}", err=True)
+    click.echo(json.dumps({"published": sent, "problems": len(problems), **(extra or {})}))
+
+
+@load.command("eligibility")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def roster_load(file: Path) -> None:
-    """Publish member_id,organization_id rows from FILE (CSV with a header) to the roster topic."""
-    from streams.tools.loaders import load_roster
+def load_eligibility(file: Path) -> None:
+    """Coverage spans from a CSV whose header names the EligibilitySpan fields."""
+    from streams.models import EligibilitySpan
+    from streams.sources.csvfile import read
 
     try:
-        count = load_roster(_settings(), file)
-    except (BrokerError, ValueError) as exc:
+        records, problems = read(file, EligibilitySpan)
+    except ValueError as exc:
         raise Failure(str(exc)) from exc
-    click.echo(f"published {count} roster entries")
+    _publish(records, problems)
+
+
+@load.command("providers")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load_providers(file: Path) -> None:
+    """Provider directory entries from a CSV whose header names the Provider fields."""
+    from streams.models import Provider
+    from streams.sources.csvfile import read
+
+    try:
+        records, problems = read(file, Provider)
+    except ValueError as exc:
+        raise Failure(str(exc)) from exc
+    _publish(records, problems)
+
+
+@load.command("rif")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def load_rif(directory: Path) -> None:
+    """CMS RIF claim, Part D and beneficiary files from DIRECTORY (providers derived from carrier lines)."""
+    from streams.sources.rif import read_directory
+
+    batch = read_directory(directory)
+    records = [*batch.providers.values(), *batch.spans, *batch.claims, *batch.fills]
+    _publish(records, batch.problems, {"rows": batch.rows, "claims": len(batch.claims), "fills": len(batch.fills),
+                                       "spans": len(batch.spans), "providers": len(batch.providers),
+                                       "icd9_codes_not_carried": batch.icd9_codes_not_carried})
 
 
 @main.group()
@@ -155,7 +200,7 @@ def subscriptions() -> None:
 
 
 @subscriptions.command("add")
-@click.option("--organization", required=True, help="Organization id, as on the roster.")
+@click.option("--organization", required=True, help="Organization id, as in the provider directory.")
 @click.option("--url", required=True, help="Endpoint that receives signed alerts.")
 @click.option("--secret", required=True, help="Signing secret, whsec_ followed by base64.")
 def subscriptions_add(organization: str, url: str, secret: str) -> None:
@@ -190,8 +235,8 @@ def receiver(host: str, port: int, secret: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("var/generated"),
               show_default=True)
 def generate(seed: int, members: int, visits: int | None, out: Path) -> None:
-    """Write a synthetic population (organizations, members, roster) and its ADT feed to OUT."""
-    from streams.tools.generate import adt_feed, population
+    """Write a synthetic population (organizations, members, eligibility, providers) and its ADT feed to OUT."""
+    from streams.tools.generate import adt_feed, eligibility, population, providers
 
     pop = population(seed, members)
     feed = adt_feed(pop, seed, visits if visits is not None else max(1, members // 5))
@@ -207,16 +252,21 @@ def generate(seed: int, members: int, visits: int | None, out: Path) -> None:
         for m in pop.members:
             w.writerow([m.member_id, m.family_name, m.given_name, m.birth_date.isoformat(), m.sex,
                         m.organization_id or "", m.pcp_npi or ""])
-    with open(out / "roster.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["member_id", "organization_id"])
-        for m in pop.members:
-            if m.organization_id:
-                w.writerow([m.member_id, m.organization_id])
+    _write_records(out / "eligibility.csv", eligibility(pop))
+    _write_records(out / "providers.csv", providers(pop))
     # One message per line; segments inside a message are separated by carriage returns.
     (out / "adt.hl7").write_text("\n".join(feed) + "\n")
     click.echo(json.dumps({"out": str(out), "organizations": len(pop.organizations), "members": len(pop.members),
                            "adt_messages": len(feed)}))
+
+
+def _write_records(path: Path, records: list) -> None:
+    """A CSV whose header names the message fields, the layout `gapstream load` reads."""
+    rows = [r.to_record() for r in records]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "received_at_ms"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @main.command()

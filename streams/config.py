@@ -50,6 +50,10 @@ class Settings:
     webhook_max_attempts: int = 5
     webhook_backoff_s: tuple[float, ...] = field(default=(0.5, 2.0, 10.0, 60.0))
     log_level: str = "info"
+    # wall (today), event (latest date in the data) or a pinned ISO date: see streams/attribution/clock.py
+    attribution_clock: str = "wall"
+    # How often members whose attribution may change by time alone are looked at.
+    attribution_sweep_interval_s: float = 60.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -79,4 +83,6 @@ def load() -> Settings:
         webhook_max_attempts=_int("GAPSTREAM_WEBHOOK_MAX_ATTEMPTS", 5),
         webhook_backoff_s=tuple(float(x) for x in backoff.split(",")) if backoff else (0.5, 2.0, 10.0, 60.0),
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
+        attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
+        attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),
     )

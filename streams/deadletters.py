@@ -7,6 +7,16 @@ import time
 from streams.metrics import DEAD_LETTERS
 from streams.models import DeadLetter
 
+
+class BadInput(ValueError):
+    """Input that can never be processed as it is: it goes to the dead-letter topic with ``reason``
+    (a short code, also the metric label) and ``detail`` (for people; may quote the input)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
 log = logging.getLogger(__name__)
 
 

@@ -15,3 +15,6 @@ ADT_TO_WEBHOOK = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 MLLP_MESSAGES = Counter("gapstream_mllp_messages_total", "HL7 messages answered by the MLLP ingress", ["ack_code"])
+ATTRIBUTION_CHANGES = Counter("gapstream_attribution_changes_total",
+                              "Members whose attributed organization or provider changed", ["rule"])
+CLAIMS_HELD = Counter("gapstream_claims_held_total", "Claims kept but not yet usable, by why", ["reason"])

@@ -106,7 +106,8 @@ class WorkerProcess:
 def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProcess:
     web_port = free_port()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
-           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1", **extra_env}
+           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1",
+           "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "0.5", **extra_env}
     env.pop("DATABASE_URL", None)
     log = open(data_dir / "worker.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,

@@ -135,3 +135,8 @@ def test_add_months_clamps_to_month_end():
 def test_a_method_file_with_an_unknown_rule_is_refused():
     with pytest.raises(MethodError):
         parse_method('id="x"\nversion="1"\ntitle="t"\n[[steps]]\nrule="coin_flip"\n')
+
+
+def test_a_selected_pcp_missing_from_the_directory_is_waited_for():
+    d = decide(span(pcp="1888888888"), visit("c1", PCP_A, "2025-01-05"))
+    assert d.npi == PCP_A and d.unknown_npis == ("1888888888",)

@@ -12,13 +12,21 @@ from sinks.webhooks.signing import new_secret
 from streams import topics
 from streams.adt.mllp_client import send_messages
 from streams.kafka.broker import die_with_parent, free_port
-from streams.models import DeadLetter
+from streams.models import DeadLetter, EligibilitySpan, Provider
 from streams.serialization.codec import AvroCodec
 from streams.tools.demo import wait_listening
-from streams.tools.generate import adt_feed, ed_visits, population
+from streams.tools.generate import adt_feed, ed_visits, eligibility, population, providers
 from tests.helpers import CORPUS, ED_FILES, Receiver, health, metrics_text, read_topic, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+def write_csv(path, records):
+    rows = [r.to_record() for r in records]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def cli(env, *args):
@@ -33,19 +41,26 @@ def stack(broker, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("e2e")
     pop = population(seed=11, members=300)
     feed = adt_feed(pop, seed=11, visits=60)
-    # The corpus's two ED patients join the generated roster, under their own organization.
-    roster = [(m.member_id, m.organization_id) for m in pop.members if m.organization_id]
-    roster += [("33333", "ORG-CORPUS"), ("MRN12345", "ORG-CORPUS")]
-    with open(data_dir / "roster.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("member_id", "organization_id"), *roster])
+    # The corpus's two ED patients join the generated population, choosing a PCP of their own organization.
+    corpus_pcp = Provider(npi="1999999992", name="Dr. Corpus", role="PRIMARY_CARE_PHYSICIAN",
+                          organization_id="ORG-CORPUS")
+    spans = eligibility(pop) + [
+        EligibilitySpan(member_id=m, payer="PLAN", product_line="COMMERCIAL", coverage_start="2020-01-01",
+                        birth_date="1970-01-01", sex="F", selected_pcp_npi=corpus_pcp.npi, received_at_ms=0)
+        for m in ("33333", "MRN12345")]
+    write_csv(data_dir / "eligibility.csv", spans)
+    write_csv(data_dir / "providers.csv", [*providers(pop), corpus_pcp])
+    attributable = sum(1 for m in pop.members if m.organization_id) + 2
 
     worker = start_worker(broker.bootstrap, data_dir)
     env = worker.env
     receiver = Receiver(secret=new_secret()).start()
-    for org in {o for _, o in roster}:
+    for org in {o.organization_id for o in pop.organizations} | {"ORG-CORPUS"}:
         cli(env, "subscriptions", "add", "--organization", org, "--url", receiver.url, "--secret", receiver.secret)
-    cli(env, "roster", "load", str(data_dir / "roster.csv"))
-    wait_for(lambda: (health(worker.web_port) or {}).get("roster_size") == len(roster), 60, message="roster loaded")
+    cli(env, "load", "providers", str(data_dir / "providers.csv"))
+    cli(env, "load", "eligibility", str(data_dir / "eligibility.csv"))
+    wait_for(lambda: (health(worker.web_port) or {}).get("attributed") == attributable, 60,
+             message="members attributed")
 
     mllp_port = free_port()
     mllp = subprocess.Popen([sys.executable, "-m", "streams.cli", "mllp", "--port", str(mllp_port)],

@@ -64,3 +64,67 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class AttributionCurrent(Base):
+    """Each member's current attribution, with the explanation of the decision that set it."""
+    __tablename__ = "attribution_current"
+    member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    organization_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    npi: Mapped[str | None] = mapped_column(String(10))
+    method_id: Mapped[str | None] = mapped_column(String(64))
+    method_version: Mapped[str | None] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    effective_date: Mapped[str] = mapped_column(String(10))
+    explanation: Mapped[str] = mapped_column(Text)
+    changed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AttributionPeriod(Base):
+    """Attribution history: one row per period a member was attributed to an organization."""
+    __tablename__ = "attribution_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(128), index=True)
+    organization_id: Mapped[str] = mapped_column(String(128))
+    npi: Mapped[str | None] = mapped_column(String(10))
+    method_id: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    start_date: Mapped[str] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+
+
+class Dispute(Base):
+    """An organization's request to add ("my patient") or remove ("not my patient") a member."""
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(128), index=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # add | remove
+    npi: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | accepted | rejected | revoked
+    effective_from: Mapped[str | None] = mapped_column(String(10))
+    expires_on: Mapped[str | None] = mapped_column(String(10))
+    decided_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class DisputeEvent(Base):
+    """The audit trail of a dispute: who did what, when and why."""
+    __tablename__ = "dispute_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dispute_id: Mapped[str] = mapped_column(ForeignKey("disputes.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # submitted | accepted | rejected | revoked
+    actor: Mapped[str] = mapped_column(String(256))
+    at: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class AttributionListVersion(Base):
+    """A published attribution list of an organization, kept to compare the next one against."""
+    __tablename__ = "attribution_list_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    published_at: Mapped[str] = mapped_column(String(40))
+    members: Mapped[str] = mapped_column(Text)  # JSON: {member_id: npi}

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from sinks.sql.attribution import AttributionStore
 from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt, Subscription
 from streams.models import Alert
 
@@ -62,6 +63,7 @@ class Store:
             from sinks.sql.migrate import upgrade
             upgrade(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.attribution = AttributionStore(self._session)
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

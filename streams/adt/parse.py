@@ -11,6 +11,7 @@ import hl7
 from hl7.exceptions import ParseException
 
 from streams.adt.hl7text import decode
+from streams.deadletters import BadInput
 from streams.models import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 
 # NUCC taxonomy "Clinic/Center, Emergency Care", as syndromic-surveillance feeds send it in OBX SS003.
@@ -20,11 +21,9 @@ FACILITY_TYPE_OBSERVATION = "SS003"
 MEMBER_ID_TYPES = ("MB", "SN", "MA", "MC", "MI")
 
 
-class AdtParseError(ValueError):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class AdtParseError(BadInput):
+    """An HL7 message that cannot become an ADT event."""
+
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def _identifiers(f: _Fields) -> list[PatientIdentifier]:
 def _member_id(identifiers: list[PatientIdentifier]) -> str | None:
     """A PID-3 member number if the sender typed one, else the insurance policy or insured id, else
     the first PID-3 identifier: HIE feeds often carry the plan's member id as the MRN of a payer
-    facility, and the roster decides whether it is one of ours."""
+    facility, and attribution decides whether it is one of ours."""
     for ident in identifiers:
         if ident.source == "PID-3" and ident.type_code in MEMBER_ID_TYPES:
             return ident.id

@@ -120,8 +120,11 @@ def evaluate(member_id: str, ledger: Ledger, providers: Mapping[str, Mapping[str
     added = [o for o in active_overrides if o["kind"] == "add"]
 
     result = _run_steps(method, span, ledger, providers, excluded, as_of, review)
+    unknown = set(result.unknown)
+    if span.selected_pcp_npi and span.selected_pcp_npi not in providers:
+        unknown.add(span.selected_pcp_npi)  # the choice counts once the directory knows the provider
     common = {**base, "method_id": method.id, "method_version": method.version, "steps": tuple(result.log),
-              "candidates": result.candidates, "unknown_npis": result.unknown}
+              "candidates": result.candidates, "unknown_npis": tuple(sorted(unknown))}
     if added:
         o = max(added, key=lambda o: (o.get("decided_at", ""), o["dispute_id"]))
         return Decision(**common, organization_id=o["organization_id"], npi=o.get("npi"), rule="dispute_add",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from streams.deadletters import BadInput
 from streams.models import EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.models.claims import ORIGINAL, REPLACEMENT, VOID
 
@@ -17,11 +18,9 @@ NDC11 = re.compile(r"^\d{11}$")
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 
 
-class InvalidRecord(ValueError):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class InvalidRecord(BadInput):
+    """A claim, fill, span or provider that fails a check."""
+
 
 
 def parse_date(value: str | None, what: str) -> dt.date:

@@ -1,12 +1,13 @@
 """Messages that travel on topics, as dataclasses. Each names the Avro schema it is encoded with."""
 from streams.models.adt import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 from streams.models.alert import Alert
+from streams.models.attribution import AttributionChange, AttributionOverride
 from streams.models.claims import ClaimLine, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.models.deadletter import DeadLetter
 from streams.models.record import Record
-from streams.models.roster import RosterEntry
 
 __all__ = [
-    "AdtEvent", "Alert", "ClaimLine", "DeadLetter", "Diagnosis", "EligibilitySpan", "MedicalClaim", "Patient",
-    "PatientIdentifier", "PharmacyClaim", "Provider", "Record", "RosterEntry", "visit_key",
+    "AdtEvent", "Alert", "AttributionChange", "AttributionOverride", "ClaimLine", "DeadLetter", "Diagnosis",
+    "EligibilitySpan", "MedicalClaim", "Patient", "PatientIdentifier", "PharmacyClaim", "Provider", "Record",
+    "visit_key",
 ]

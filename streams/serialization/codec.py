@@ -17,6 +17,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 import schemas
+from streams.deadletters import BadInput
 from streams.models.record import Record
 
 R = TypeVar("R", bound=Record)
@@ -25,13 +26,9 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
 
-class DecodeError(ValueError):
-    """A payload that cannot be turned into the expected message. ``reason`` is a short code."""
+class DecodeError(BadInput):
+    """A payload that cannot be turned into the expected message."""
 
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class Registry(Protocol):

@@ -2,7 +2,8 @@
 
 Starts the embedded broker, a worker, the MLLP ingress and a webhook receiver as child processes
 (each tied to this one, so nothing outlives it), registers the receiver as every generated
-organization's endpoint, loads the roster, streams the generated ADT feed over MLLP and prints each
+organization's endpoint, publishes the provider directory and eligibility (with the members'
+selected PCPs, which attribution turns into organizations), streams the generated ADT feed over MLLP and prints each
 alert the receiver accepts. Ends after ``duration`` seconds or on Ctrl-C, with a summary.
 """
 from __future__ import annotations
@@ -27,10 +28,9 @@ from sinks.webhooks.signing import new_secret
 from streams.adt.mllp_client import send_messages
 from streams.config import Settings
 from streams.kafka.broker import BrokerError, die_with_parent, free_port
-from streams.models import RosterEntry
 from streams.runtime import bootstrap_servers
-from streams.tools.generate import adt_feed, ed_visits, population
-from streams.tools.loaders import publish_roster
+from streams.sources.publish import publish
+from streams.tools.generate import adt_feed, ed_visits, eligibility, population, providers
 
 
 def spawn(args: list[str], env: dict[str, str], stdout=subprocess.DEVNULL) -> subprocess.Popen:
@@ -39,14 +39,14 @@ def spawn(args: list[str], env: dict[str, str], stdout=subprocess.DEVNULL) -> su
                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, text=True)
 
 
-def wait_ready(web_port: int, roster_size: int, timeout_s: float = 90.0) -> None:
-    """Until the worker has partitions and has read the whole roster."""
+def wait_ready(web_port: int, attributed: int, timeout_s: float = 90.0) -> None:
+    """Until the worker has partitions and has attributed the members it should."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=1) as r:
                 health = json.load(r)
-                if health["assigned_partitions"] > 0 and health["roster_size"] >= roster_size:
+                if health["assigned_partitions"] > 0 and health["attributed"] >= attributed:
                     return
         time.sleep(0.3)
     raise BrokerError(f"the worker did not become ready within {timeout_s:.0f}s")
@@ -78,7 +78,7 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
     visits = max(10, int(duration * (rate or 200) / 3)) if rate else max(50, members // 4)
     feed = [m.encode() for m in adt_feed(pop, seed, visits)]
     expected_ed = len(ed_visits([m.decode() for m in feed]))
-    roster = [RosterEntry(m.member_id, m.organization_id) for m in pop.members if m.organization_id]
+    attributable = sum(1 for m in pop.members if m.organization_id)
 
     with bootstrap_servers(settings) as bootstrap:
         secret = new_secret()
@@ -88,7 +88,8 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
             store.add_subscription(org.organization_id, f"http://127.0.0.1:{receiver_port}/alerts", secret)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_MLLP_PORT": str(mllp_port),
-               "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1,2"}
+               "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1,2",
+               "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "1"}
         env.pop("DATABASE_URL", None)
         click.echo(f"broker {bootstrap} | worker http://127.0.0.1:{web_port}/metrics | MLLP 127.0.0.1:{mllp_port} "
                    f"| receiver http://127.0.0.1:{receiver_port}")
@@ -96,10 +97,10 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
                     spawn(["worker"], env), spawn(["mllp"], env)]
         received: list[dict] = []
         try:
-            asyncio.run(publish_roster(bootstrap, roster, settings.schema_registry_url))
+            asyncio.run(publish(bootstrap, [*providers(pop), *eligibility(pop)], settings.schema_registry_url))
             wait_listening(mllp_port)
             click.echo(f"{len(pop.organizations)} organizations, {len(pop.members)} members; waiting for the worker...")
-            wait_ready(web_port, len(roster))
+            wait_ready(web_port, attributable)
             printer = threading.Thread(target=_print_alerts, args=(children[0], received), daemon=True)
             printer.start()
             click.echo(f"streaming {len(feed)} ADT messages ({expected_ed} ED visits) over MLLP"

@@ -11,6 +11,8 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
+from streams.models import EligibilitySpan, Provider
+
 GIVEN_F = ["MARY", "PATRICIA", "JENNIFER", "LINDA", "ELIZABETH", "MARIA", "SUSAN", "DOROTHY", "LISA", "NANCY",
            "KAREN", "BETTY", "HELEN", "SANDRA", "DONNA", "CAROL", "ROSA", "AISHA", "MEI", "FATIMA"]
 GIVEN_M = ["JAMES", "JOHN", "ROBERT", "MICHAEL", "WILLIAM", "DAVID", "RICHARD", "JOSEPH", "THOMAS", "CHARLES",
@@ -89,6 +91,32 @@ def population(seed: int, members: int, today: dt.date | None = None) -> Populat
             organization_id=org.organization_id if org else None,
             pcp_npi=rng.choice(org.pcp_npis) if org else None))
     return Population(orgs, people)
+
+
+PAYER = "GAPSTREAM HEALTH PLAN"
+
+
+def eligibility(pop: Population, today: dt.date | None = None) -> list[EligibilitySpan]:
+    """One open coverage span per member: Medicare Advantage from 65, else commercial or Medicaid.
+    The member-selected PCP is recorded on the span, as plans do."""
+    rng = random.Random(len(pop.members))
+    today = today or dt.date.today()
+    spans = []
+    for m in pop.members:
+        age = (today - m.birth_date).days // 365
+        line = "MEDICARE_ADVANTAGE" if age >= 65 else ("MEDICAID" if rng.random() < 0.25 else "COMMERCIAL")
+        start = dt.date(today.year - rng.randint(0, 4), rng.choice([1, 1, 1, 4, 7, 10]), 1)
+        spans.append(EligibilitySpan(member_id=m.member_id, payer=PAYER, product_line=line,
+                                     coverage_start=start.isoformat(), birth_date=m.birth_date.isoformat(), sex=m.sex,
+                                     selected_pcp_npi=m.pcp_npi, received_at_ms=0))
+    return spans
+
+
+def providers(pop: Population) -> list[Provider]:
+    rng = random.Random(len(pop.organizations))
+    return [Provider(npi=n, name=f"Dr. {rng.choice(GIVEN_F + GIVEN_M).title()} {rng.choice(FAMILY).title()}",
+                     role="PRIMARY_CARE_PHYSICIAN", taxonomy="207Q00000X", tin=o.tin, organization_id=o.organization_id)
+            for o in pop.organizations for n in o.pcp_npis]
 
 
 def _ts(t: dt.datetime) -> str:

@@ -1,0 +1,131 @@
+"""A member's state between messages, and the step from one message to a decision.
+
+Pure functions: the attribution agent only loads the state from its table, calls :func:`apply`
+and :func:`decide`, and writes back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.attribution.engine import Decision, evaluate
+from streams.claims import validation
+from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span
+from streams.models import AttributionChange, AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim
+
+
+@dataclass
+class MemberState:
+    ledger: Ledger = field(default_factory=Ledger)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # dispute_id -> override
+    organization_id: str | None = None
+    npi: str | None = None
+    next_review: str | None = None
+    unknown_npis: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ledger": self.ledger.to_dict(),
+            "overrides": self.overrides,
+            "organization_id": self.organization_id,
+            "npi": self.npi,
+            "next_review": self.next_review,
+            "unknown_npis": self.unknown_npis,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> MemberState:
+        if not data:
+            return cls()
+        return cls(
+            ledger=Ledger.from_dict(data["ledger"]),
+            overrides=dict(data["overrides"]),
+            organization_id=data["organization_id"],
+            npi=data["npi"],
+            next_review=data["next_review"],
+            unknown_npis=list(data["unknown_npis"]),
+        )
+
+
+Message = MedicalClaim | PharmacyClaim | EligibilitySpan | AttributionOverride
+
+
+def check(message: Message, today: dt.date) -> dt.date | None:
+    """Validate; return the message's own date (it moves an event-time clock), if it has one."""
+    if isinstance(message, MedicalClaim):
+        validation.check_medical(message, today)
+        return max((validation.parse_date(ln.service_date, "service date") for ln in message.lines), default=None)
+    if isinstance(message, PharmacyClaim):
+        validation.check_pharmacy(message, today)
+        return validation.parse_date(message.fill_date, "fill date")
+    if isinstance(message, EligibilitySpan):
+        validation.check_span(message)
+        return None
+    validation.parse_date(message.effective_from, "override effective date")
+    return None
+
+
+def apply(state: MemberState, message: Message) -> None:
+    if isinstance(message, MedicalClaim):
+        add_medical(state.ledger, message)
+    elif isinstance(message, PharmacyClaim):
+        add_pharmacy(state.ledger, message)
+    elif isinstance(message, EligibilitySpan):
+        add_span(state.ledger, message)
+    elif message.revoked:
+        state.overrides.pop(message.dispute_id, None)
+    else:
+        state.overrides[message.dispute_id] = message.to_record()
+
+
+def decide(
+    member_id: str, state: MemberState, providers: Mapping[str, Mapping[str, Any]], as_of: dt.date, now_ms: int
+) -> tuple[Decision, AttributionChange | None]:
+    """Evaluate the member; return the decision and, when the answer changed, the change to publish."""
+    decision = evaluate(member_id, state.ledger, providers, list(state.overrides.values()), as_of)
+    change = None
+    if (decision.organization_id, decision.npi) != (state.organization_id, state.npi):
+        change = AttributionChange(
+            member_id=member_id,
+            old_organization_id=state.organization_id,
+            new_organization_id=decision.organization_id,
+            old_npi=state.npi,
+            new_npi=decision.npi,
+            method_id=decision.method_id,
+            method_version=decision.method_version,
+            rule=decision.rule,
+            reason=decision.reason,
+            effective_date=decision.as_of,
+            explanation=json.dumps(decision.to_dict(), sort_keys=True),
+            changed_at_ms=now_ms,
+        )
+    state.organization_id, state.npi = decision.organization_id, decision.npi
+    state.next_review = decision.next_review
+    state.unknown_npis = list(decision.unknown_npis)
+    return decision, change
+
+
+class ReviewQueue:
+    """Members to look at again on a date, earliest first. Entries are hints: the agent checks the
+    member's stored ``next_review`` before acting, so a stale entry costs one lookup."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[str, str]] = []
+
+    def push(self, day: str | None, member_id: str) -> None:
+        if day:
+            heapq.heappush(self._heap, (day, member_id))
+
+    def pop_due(self, today: dt.date) -> list[str]:
+        due, limit = [], today.isoformat()
+        while self._heap and self._heap[0][0] <= limit:
+            due.append(heapq.heappop(self._heap)[1])
+        return due
+
+    def __len__(self) -> int:
+        return len(self._heap)

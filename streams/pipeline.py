@@ -1,0 +1,64 @@
+"""What every group of agents shares: the Faust app, settings, codec, SQL store and dead letters."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import faust
+import mode
+
+from sinks.sql.store import Store
+from sinks.webhooks.dispatcher import Dispatcher
+from streams import topics
+from streams.config import Settings
+from streams.deadletters import BadInput, dead_letter
+from streams.metrics import MESSAGES_IN
+from streams.serialization.codec import AvroCodec
+
+log = logging.getLogger(__name__)
+Handler = Callable[[faust.EventT], Awaitable[None]]
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    settings: Settings
+    codec: AvroCodec
+    store: Store
+    dispatcher: Dispatcher
+    services: list[mode.Service] = field(default_factory=list)
+    tables: dict[str, faust.TableT] = field(default_factory=dict)
+    _topics: dict[tuple[str, ...], faust.TopicT] = field(default_factory=dict)
+
+    def topic(self, *names: str) -> faust.TopicT:
+        """Raw-bytes topics: decoding happens in the agents, where a failure becomes a dead letter."""
+        if names not in self._topics:
+            self._topics[names] = self.app.topic(*names, key_serializer="raw", value_serializer="raw",
+                                                 partitions=self.settings.topic_partitions)
+        return self._topics[names]
+
+    def table(self, name: str, global_: bool = False) -> faust.TableT:
+        factory = self.app.GlobalTable if global_ else self.app.Table
+        self.tables[name] = factory(name, default=None, partitions=self.settings.topic_partitions)
+        return self.tables[name]
+
+    async def to_dlq(self, source: str, reason: str, detail: str, payload: bytes) -> None:
+        await self.topic(topics.DLQ).send(value=self.codec.encode(dead_letter(source, reason, detail, payload)))
+
+    def agent(self, source: faust.TopicT, handle: Handler) -> None:
+        """Run ``handle`` per event with concurrency 1 (faust-streaming can commit past an in-flight
+        message otherwise). Bad input and unexpected errors become dead letters; the agent goes on."""
+        async def run(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                source_topic = event.message.topic
+                MESSAGES_IN.labels(topic=source_topic).inc()
+                try:
+                    await handle(event)
+                except BadInput as exc:
+                    await self.to_dlq(source_topic, exc.reason, exc.detail, event.value)
+                except Exception as exc:
+                    log.exception("unexpected error processing a message from %s", source_topic)
+                    await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
+
+        self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}")(run)

@@ -1,0 +1,1 @@
+"""Sources: files turned into topic messages (CSV in gapstream's own layout, CMS RIF)."""

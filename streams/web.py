@@ -1,0 +1,141 @@
+"""The worker's HTTP API: metrics, health, attribution explanations, disputes and attribution lists.
+
+Answers come from SQL (any worker can serve any member); changes a reviewer makes are published
+to the overrides topic and applied by the attribution agent like any other message.
+Authentication of organizations and reviewers comes with the subscription API (issue 5); until
+then the API is meant for the plan's internal network.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections import Counter
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sinks.sql.attribution import DisputeError
+from streams import topics
+from streams.attribution.lists import csv_text, entries, fhir_group
+from streams.pipeline import Pipeline
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
+def register(p: Pipeline) -> None:
+    app, store = p.app, p.store.attribution
+    overrides_topic = p.topic(topics.ATTRIBUTION_OVERRIDES)
+
+    async def body(request: Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError as exc:
+            raise DisputeError("the request body must be JSON") from exc
+        if not isinstance(data, dict):
+            raise DisputeError("the request body must be a JSON object")
+        return data
+
+    def fields(data: dict[str, Any], *names: str) -> list[str]:
+        missing = [n for n in names if not str(data.get(n) or "").strip()]
+        if missing:
+            raise DisputeError(f"missing field(s): {', '.join(missing)}")
+        return [str(data[n]).strip() for n in names]
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.Web, request: Request) -> Response:
+        # aiohttp refuses a charset inside content_type, and Prometheus' content type carries one.
+        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/health")
+    async def health(web: faust.web.Web, request: Request) -> Response:
+        assigned = app.consumer.assignment() if app.consumer else set()
+        visits = p.tables["visits"]
+        return web.json({
+            "assigned_partitions": len(assigned),
+            "visits": dict(Counter(v["status"] for v in visits.values() if v)),
+            "members": len(p.tables["members"]),
+            "providers": len(p.tables["providers"]),
+            "attributed": len(p.tables["attributed"]),
+        })
+
+    @app.page("/attribution/{member_id}")
+    class Attribution(View):
+        async def get(self, request: Request, member_id: str) -> Response:
+            current = await asyncio.to_thread(store.current, member_id)
+            if current is None:
+                return self.json({"error": f"no attribution recorded for member {member_id}"}, status=404)
+            history = await asyncio.to_thread(store.history, member_id)
+            row = _row(current)
+            row["explanation"] = json.loads(row["explanation"])
+            return self.json({"current": row, "history": [_row(h) for h in history]})
+
+    @app.page("/disputes")
+    class Disputes(View):
+        async def get(self, request: Request) -> Response:
+            found = await asyncio.to_thread(store.disputes, request.query.get("member_id"),
+                                            request.query.get("organization_id"))
+            return self.json([_row(d) for d in found])
+
+        async def post(self, request: Request) -> Response:
+            try:
+                data = await body(request)
+                member_id, organization_id, kind, reason, actor = fields(
+                    data, "member_id", "organization_id", "kind", "reason", "submitted_by")
+                dispute = await asyncio.to_thread(store.submit, member_id, organization_id, kind, reason, actor,
+                                                  data.get("npi"))
+            except DisputeError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            return self.json(_row(dispute), status=201)
+
+    @app.page("/disputes/{dispute_id}/decision")
+    class Decision(View):
+        async def post(self, request: Request, dispute_id: str) -> Response:
+            try:
+                data = await body(request)
+                decision, reviewer, reason = fields(data, "decision", "reviewer", "reason")
+                if decision not in ("accept", "reject"):
+                    raise DisputeError("decision must be 'accept' or 'reject'")
+                dispute, override = await asyncio.to_thread(
+                    store.decide, dispute_id, decision == "accept", reviewer, reason, data.get("effective_from"),
+                    data.get("expires_on"))
+            except DisputeError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            if override:
+                await overrides_topic.send(key=override.member_id.encode(), value=p.codec.encode(override))
+            return self.json(_row(dispute))
+
+    @app.page("/disputes/{dispute_id}/revoke")
+    class Revoke(View):
+        async def post(self, request: Request, dispute_id: str) -> Response:
+            try:
+                actor, reason = fields(await body(request), "actor", "reason")
+                override = await asyncio.to_thread(store.revoke, dispute_id, actor, reason)
+            except DisputeError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            await overrides_topic.send(key=override.member_id.encode(), value=p.codec.encode(override))
+            return self.json({"revoked": dispute_id})
+
+    @app.page("/disputes/{dispute_id}/audit")
+    class Audit(View):
+        async def get(self, request: Request, dispute_id: str) -> Response:
+            return self.json([_row(e) for e in await asyncio.to_thread(store.audit, dispute_id)])
+
+    @app.page("/organizations/{organization_id}/attribution-list")
+    class AttributionList(View):
+        async def get(self, request: Request, organization_id: str) -> Response:
+            """?format=fhir (default) or csv; ?publish=true records this version for the next comparison."""
+            current = await asyncio.to_thread(store.members_of, organization_id)
+            previous = await asyncio.to_thread(store.last_published, organization_id)
+            listed = entries([(c.member_id, c.npi, c.effective_date) for c in current], previous)
+            as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            if request.query.get("publish") == "true":
+                as_of = await asyncio.to_thread(store.publish, organization_id,
+                                                {e.member_id: e.npi for e in listed if e.change != "dropped"})
+            if request.query.get("format") == "csv":
+                return self.text(csv_text(listed), content_type="text/csv")
+            return self.json(fhir_group(organization_id, listed, as_of))
