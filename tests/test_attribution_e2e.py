@@ -1,0 +1,146 @@
+"""Attribution on real parts: RIF files loaded with `gapstream load rif` into a worker on the
+embedded broker, explanations, bad input, disputes and attribution lists over HTTP."""
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.group import Group
+
+from streams import topics
+from streams.models import DeadLetter
+from streams.serialization.codec import AvroCodec
+from streams.sources.publish import publish
+from tests.claims_factory import fill, visit
+from tests.helpers import health, metrics_text, read_topic, start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+RIF = Path(__file__).parent / "fixtures" / "rif"
+MEMBER, ORG, NPI = "-1000006", "TIN:999145882", "9999310391"
+
+
+def call(port, path, body=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if r.headers.get_content_type() == "application/json" else text)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read().decode())
+
+
+@pytest.fixture(scope="module")
+def worker(broker, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("attribution")
+    w = start_worker(broker.bootstrap, data_dir, GAPSTREAM_ATTRIBUTION_CLOCK="event")
+    loaded = subprocess.run([sys.executable, "-m", "streams.cli", "load", "rif", str(RIF / "synthea")], env=w.env,
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    w.loaded = json.loads(loaded.stdout.strip().splitlines()[-1])
+    wait_for(lambda: (health(w.web_port) or {}).get("attributed") == 2, 60, message="two RIF members attributed")
+    yield w
+    w.stop()
+
+
+def current(worker, member=MEMBER):
+    return call(worker.web_port, f"/attribution/{member}")[1]["current"]
+
+
+def test_the_rif_corpus_loads_every_row(worker):
+    assert worker.loaded["rows"] == 398 and worker.loaded["problems"] == 2  # beneficiary history, export summary
+    assert worker.loaded["published"] == 4 + 33 + 89 + 18  # providers, spans, claims, fills
+
+
+def test_attribution_is_explained(worker):
+    status, body = call(worker.web_port, f"/attribution/{MEMBER}")
+    assert status == 200
+    now = body["current"]
+    assert (now["organization_id"], now["npi"], now["rule"], now["method_id"]) == (
+        ORG, NPI, "plurality", "mssp-allowed-charges")
+    top = now["explanation"]["candidates"][0]
+    assert (top["npi"], top["visits"], top["rank"], top["last_visit"]) == (NPI, 2, 1, "2020-06-27")
+    assert "ranks first" in now["reason"]
+    assert [(h["organization_id"], h["end_date"]) for h in body["history"]] == [(ORG, None)]
+    assert call(worker.web_port, "/attribution/-1000018")[0] == 404  # no coded primary care service: never attributed
+
+
+def test_bad_input_is_dead_lettered_or_held(worker, broker):
+    bad = [
+        visit("future", NPI, "2999-01-01", member=MEMBER),
+        visit("badcode", NPI, "2021-01-01", code="ABC", member=MEMBER),
+        fill("zero", days=0),
+        fill("badndc", ndc="123"),
+    ]
+    held = visit("stranger", NPI, "2021-01-01", member="NO-SUCH-MEMBER")
+    asyncio.run(publish(broker.bootstrap, [*bad, held]))
+
+    def letters():
+        found = {(d.source, d.reason) for d in (AvroCodec().decode(m.value(), DeadLetter)
+                                                 for m in read_topic(broker.bootstrap, topics.DLQ))}
+        expected = {(topics.CLAIMS_MEDICAL, "future_date"), (topics.CLAIMS_MEDICAL, "invalid_procedure_code"),
+                    (topics.CLAIMS_PHARMACY, "invalid_days_supply"), (topics.CLAIMS_PHARMACY, "invalid_ndc")}
+        return expected <= found
+    wait_for(letters, 30, message="dead letters for bad claims and fills")
+    text = metrics_text(worker.web_port)
+    assert 'gapstream_claims_held_total{reason="no_active_coverage"}' in text
+    assert 'gapstream_dead_letters_total{reason="future_date",source="claims.medical"} 1.0' in text
+    assert current(worker)["organization_id"] == ORG  # the good state was not disturbed
+
+
+def test_a_dispute_overrides_until_revoked_and_every_step_is_audited(worker):
+    port = worker.web_port
+    status, dispute = call(port, "/disputes", {"member_id": MEMBER, "organization_id": ORG, "kind": "remove",
+                                               "reason": "patient moved out of state", "submitted_by": "care-mgr@org"})
+    assert status == 201 and dispute["status"] == "pending"
+    assert call(port, "/disputes", {"member_id": MEMBER})[0] == 400  # missing fields are refused
+    status, decided = call(port, f"/disputes/{dispute['id']}/decision",
+                           {"decision": "accept", "reviewer": "reviewer@plan", "reason": "address change confirmed",
+                            "effective_from": "2021-01-01"})
+    assert status == 200 and decided["status"] == "accepted"
+    wait_for(lambda: current(worker)["organization_id"] is None, 30, message="the removal to take effect")
+    assert call(port, f"/disputes/{dispute['id']}/decision",
+                {"decision": "accept", "reviewer": "r", "reason": "again"})[0] == 400  # decided once only
+    history = call(port, f"/attribution/{MEMBER}")[1]["history"]
+    assert [h["organization_id"] for h in history] == [ORG] and history[0]["end_date"] is not None
+
+    status, _ = call(port, f"/disputes/{dispute['id']}/revoke",
+                     {"actor": "reviewer@plan", "reason": "entered in error"})
+    assert status == 200
+    wait_for(lambda: current(worker)["organization_id"] == ORG, 30, message="the revocation to restore attribution")
+    audit = call(port, f"/disputes/{dispute['id']}/audit")[1]
+    assert [(a["action"], a["actor"]) for a in audit] == [
+        ("submitted", "care-mgr@org"), ("accepted", "reviewer@plan"), ("revoked", "reviewer@plan")]
+
+
+def test_an_accepted_add_dispute_attributes_a_member_nobody_had(worker):
+    port = worker.web_port
+    _, dispute = call(port, "/disputes", {"member_id": "-1000018", "organization_id": "ORG-NEW", "kind": "add",
+                                          "reason": "seen at our clinic, claims pending", "submitted_by": "org-new"})
+    call(port, f"/disputes/{dispute['id']}/decision",
+         {"decision": "accept", "reviewer": "reviewer@plan", "reason": "visit notes provided",
+          "effective_from": "2021-01-01"})
+    wait_for(lambda: call(port, "/attribution/-1000018")[0] == 200, 30, message="the added member")
+    now = current(worker, "-1000018")
+    assert (now["organization_id"], now["rule"]) == ("ORG-NEW", "dispute_add")
+
+
+def test_attribution_list_as_fhir_group_and_csv_with_changes(worker):
+    port = worker.web_port
+    status, group = call(port, f"/organizations/{ORG}/attribution-list?publish=true")
+    assert status == 200
+    Group.model_validate(group) if hasattr(Group, "model_validate") else Group.parse_obj(group)
+    assert group["quantity"] == 1
+    [member] = group["member"]
+    assert member["entity"]["reference"] == f"Patient/{MEMBER}"
+    assert {e["url"].rsplit("/", 1)[1]: e.get("valueCode") or e["valueReference"]["reference"]
+            for e in member["extension"]} == {"ext-changeType": "new", "ext-attributedProvider": f"Practitioner/{NPI}"}
+    _, again = call(port, f"/organizations/{ORG}/attribution-list")
+    assert again["member"][0]["extension"][0]["valueCode"] == "nochange"
+    _, text = call(port, f"/organizations/{ORG}/attribution-list?format=csv")
+    assert text.splitlines() == ["member_id,attributed_npi,since,change", f"{MEMBER},{NPI},2021-05-14,nochange"]
