@@ -51,25 +51,26 @@ def broker() -> None:
     """Run the embedded Kafka-protocol broker in the foreground and print its bootstrap address."""
     from streams.kafka import broker as embedded
 
+    _stop_on_signals()
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         started = embedded.start_embedded(settings.data_dir / "broker.log")
     except BrokerError as exc:
         raise Failure(str(exc)) from exc
-    embedded.publish_state(settings.data_dir, started)
-    click.echo(f"KAFKA_BOOTSTRAP_SERVERS={started.bootstrap}", err=False)
-    sys.stdout.flush()
-    stop = {"now": False}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.update(now=True))
+    interrupted = False
     try:
-        while not stop["now"] and started.process.poll() is None:
+        embedded.publish_state(settings.data_dir, started)
+        click.echo(f"KAFKA_BOOTSTRAP_SERVERS={started.bootstrap}")
+        sys.stdout.flush()
+        while started.process.poll() is None:
             time.sleep(0.2)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         started.stop()
         embedded.clear_state(settings.data_dir)
-    if started.process.returncode not in (0, -signal.SIGTERM, None) and not stop["now"]:
+    if not interrupted:
         raise Failure(f"the broker exited with code {started.process.returncode}")
 
 

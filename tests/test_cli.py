@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-COMMANDS = [[], ["broker"], ["worker"], ["mllp"], ["roster"], ["roster", "load"], ["subscriptions"],
+COMMANDS = [[], ["broker"], ["worker"], ["mllp"], ["load"], ["load", "eligibility"], ["load", "providers"],
+            ["load", "rif"], ["subscriptions"],
             ["subscriptions", "add"], ["receiver"], ["generate"], ["demo"]]
 
 
@@ -21,19 +22,19 @@ def test_every_command_has_help(command):
 
 
 def test_publishing_without_a_broker_fails_with_one_line(tmp_path):
-    roster = tmp_path / "roster.csv"
-    roster.write_text("member_id,organization_id\nM1,ORG1\n")
+    providers = tmp_path / "providers.csv"
+    providers.write_text("npi,name,role\n1000000001,Dr A,PRIMARY_CARE_PHYSICIAN\n")
     env = {"GAPSTREAM_DATA_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": ""}
-    result = gapstream("roster", "load", str(roster), env=env)
+    result = gapstream("load", "providers", str(providers), env=env)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "no broker is running" in result.stderr
 
 
-def test_a_roster_without_the_right_header_is_refused(tmp_path):
-    roster = tmp_path / "roster.csv"
-    roster.write_text("member,org\nM1,ORG1\n")
-    result = gapstream("roster", "load", str(roster), env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
-    assert result.returncode != 0 and "member_id,organization_id" in result.stderr
+def test_a_file_without_the_required_columns_is_refused(tmp_path):
+    spans = tmp_path / "eligibility.csv"
+    spans.write_text("member,plan\nM1,X\n")
+    result = gapstream("load", "eligibility", str(spans), env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "header lacks" in result.stderr and "member_id" in result.stderr
 
 
 def test_a_secret_must_be_in_standard_webhooks_form(tmp_path):
@@ -51,8 +52,8 @@ def test_subscriptions_add_prints_the_new_id(tmp_path):
 def test_generate_writes_a_population_and_feed(tmp_path):
     result = gapstream("generate", "--seed", "3", "--members", "200", "--out", str(tmp_path / "g"))
     assert result.returncode == 0
-    assert {p.name for p in (tmp_path / "g").iterdir()} == {"organizations.csv", "members.csv", "roster.csv",
-                                                            "adt.hl7"}
+    assert {p.name for p in (tmp_path / "g").iterdir()} == {"organizations.csv", "members.csv", "eligibility.csv",
+                                                            "providers.csv", "adt.hl7"}
     assert len((tmp_path / "g" / "members.csv").read_text().splitlines()) == 201
 
 

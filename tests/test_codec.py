@@ -5,7 +5,21 @@ import fastavro
 import pytest
 
 import schemas
-from streams.models import AdtEvent, Alert, DeadLetter, Diagnosis, Patient, PatientIdentifier, RosterEntry
+from streams.models import (
+    AdtEvent,
+    Alert,
+    AttributionChange,
+    AttributionOverride,
+    ClaimLine,
+    DeadLetter,
+    Diagnosis,
+    EligibilitySpan,
+    MedicalClaim,
+    Patient,
+    PatientIdentifier,
+    PharmacyClaim,
+    Provider,
+)
 from streams.serialization.codec import AvroCodec, DecodeError
 
 EVENT = AdtEvent(message_control_id="c1", event_type="A04", sending_facility="F", received_at_ms=1,
@@ -24,7 +38,18 @@ def test_every_schema_is_valid_avro():
     Alert(alert_id="a", alert_type="adt.ed_visit", facility="F", event_type="A04", received_at_ms=1,
           created_at_ms=2, member_id="M1", diagnoses=[Diagnosis(code="X")]),
     DeadLetter(source="mllp", reason="not_hl7", detail="d", payload=b"\x00\x01", failed_at_ms=3),
-    RosterEntry(member_id="M1", organization_id=None),
+    MedicalClaim(claim_id="c", frequency_code="1", member_id="M1", claim_type="PROFESSIONAL", received_at_ms=1,
+                 diagnosis_codes=["I10"], lines=[ClaimLine(line_number=1, service_date="2025-01-01",
+                                                           procedure_code="99213", allowed_amount=90.5)]),
+    PharmacyClaim(claim_id="p", member_id="M1", ndc11="00093505698", fill_date="2025-01-01", days_supply=30,
+                  quantity=30.0, received_at_ms=1, reversal=True),
+    EligibilitySpan(member_id="M1", payer="P", product_line="ACO", coverage_start="2025-01-01",
+                    birth_date="1950-01-01", sex="F", received_at_ms=1),
+    Provider(npi="1000000001", name="Dr", role="SPECIALIST"),
+    AttributionChange(member_id="M1", rule="plurality", reason="r", effective_date="2025-01-01", explanation="{}",
+                      changed_at_ms=1, new_organization_id="O"),
+    AttributionOverride(dispute_id="d", member_id="M1", kind="remove", organization_id="O",
+                        effective_from="2025-01-01", decided_at="2025-01-01T00:00:00"),
 ])
 def test_round_trip(message):
     codec = AvroCodec()
@@ -58,7 +83,7 @@ def test_unframed_payload():
 
 
 def test_wrong_message_type():
-    data = AvroCodec().encode(RosterEntry(member_id="M1", organization_id="O"))
+    data = AvroCodec().encode(Provider(npi="1000000001", name="Dr", role="SPECIALIST"))
     with pytest.raises(DecodeError) as exc:
         AvroCodec().decode(data, AdtEvent)
     assert exc.value.reason == "unexpected_schema"

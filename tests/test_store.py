@@ -5,6 +5,7 @@ import time
 import pytest
 from sqlalchemy import inspect
 
+from sinks.sql.models import Base
 from sinks.sql.store import Store, webhook_id
 from sinks.webhooks.payloads import alert_body
 from streams.models import Alert
@@ -28,9 +29,9 @@ def store(request, tmp_path):
     server = request.getfixturevalue("pg_server")
     s = Store(server.url)
     yield s
+    Base.metadata.drop_all(s.engine)
     with s.engine.begin() as c:
-        for table in ("delivery_attempts", "deliveries", "alerts", "subscriptions", "alembic_version"):
-            c.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+        c.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     s.engine.dispose()
 
 
