@@ -6,11 +6,13 @@ are sent by the dispatcher service from the SQL outbox.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 import mode
 
+from sinks.sql.changes_sink import AttributionChangesSink
 from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
@@ -19,6 +21,20 @@ from streams.attribution import agents as attribution_agents
 from streams.config import Settings
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
+
+
+class SinkService(mode.Service):
+    """Runs a sink that consumes on its own thread for as long as the worker runs."""
+
+    def __init__(self, sink: AttributionChangesSink, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.sink = sink
+
+    async def on_start(self) -> None:
+        self.sink.start()
+
+    async def on_stop(self) -> None:
+        await asyncio.to_thread(self.sink.stop)
 
 
 class DispatcherService(mode.Service):
@@ -56,8 +72,10 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     store = Store(settings.sqlalchemy_url)
     dispatcher = Dispatcher(store, settings.webhook_timeout_s, settings.webhook_max_attempts,
                             settings.webhook_backoff_s)
-    pipeline = Pipeline(app=app, settings=settings, codec=codec_for(settings.schema_registry_url), store=store,
-                        dispatcher=dispatcher, services=[DispatcherService(dispatcher)])
+    codec = codec_for(settings.schema_registry_url)
+    changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec)
+    pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
+                        services=[DispatcherService(dispatcher), SinkService(changes_sink)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it
     adt_agents.register(pipeline)
     attribution_agents.register(pipeline)

@@ -261,6 +261,26 @@ def generate(seed: int, members: int, visits: int | None, out: Path) -> None:
                            "adt_messages": len(feed)}))
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks on the embedded broker, each next to the raw client rate of the same run."""
+
+
+@bench.command("attribution")
+@click.option("--members", type=int, default=100_000, show_default=True)
+@click.option("--lines", type=int, default=1_000_000, show_default=True, help="Claim lines in all.")
+@click.option("--seed", type=int, default=1, show_default=True)
+def bench_attribution(members: int, lines: int, seed: int) -> None:
+    """Claim lines through decoding, corrections and attribution on one worker."""
+    from streams.bench.attribution import run
+
+    _stop_on_signals()
+    result = run(members, lines, seed)
+    for key, value in result.items():
+        click.echo(f"{key:<34} {value}")
+    click.echo(json.dumps(result))
+
+
 def _write_records(path: Path, records: list) -> None:
     """A CSV whose header names the message fields, the layout `gapstream load` reads."""
     rows = [r.to_record() for r in records]

@@ -1,4 +1,4 @@
-"""Routing: attribution changes keep a member → organization table (and SQL history); alerts are
+"""Routing: attribution changes keep a member → organization table; alerts are
 sent to the organization the member is attributed to at the time of the alert."""
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def register(p: Pipeline) -> None:
     attributed = p.table("attributed")
 
     async def record_change(event: faust.EventT) -> None:
+        # SQL history is written by sinks/sql/changes_sink.py, in batches; this keeps routing current.
         change = p.codec.decode(event.value, AttributionChange)
-        await asyncio.to_thread(p.store.attribution.record, change)
         if change.new_organization_id:
             attributed[change.member_id] = change.new_organization_id
         else:

@@ -44,6 +44,8 @@ def worker(broker, tmp_path_factory):
     assert loaded.returncode == 0, loaded.stderr
     w.loaded = json.loads(loaded.stdout.strip().splitlines()[-1])
     wait_for(lambda: (health(w.web_port) or {}).get("attributed") == 2, 60, message="two RIF members attributed")
+    # SQL is written by the batching sink, a moment after routing knows.
+    wait_for(lambda: call(w.web_port, f"/attribution/{MEMBER}")[0] == 200, 30, message="attribution stored in SQL")
     yield w
     w.stop()
 

@@ -25,28 +25,33 @@ class AttributionStore:
     def __init__(self, session: sessionmaker[Session]):
         self._session = session
 
-    def record(self, change: AttributionChange) -> None:
-        """Apply one change; a redelivered change (same decision) changes nothing."""
+    def record_many(self, changes: list[AttributionChange]) -> None:
+        """Apply changes in order, in one transaction; a redelivered change changes nothing."""
         with self._session.begin() as s:
-            current = s.get(AttributionCurrent, change.member_id)
-            if current and (current.changed_at_ms, current.organization_id) == (change.changed_at_ms,
-                                                                                change.new_organization_id):
-                return
-            if current is None:
-                current = AttributionCurrent(member_id=change.member_id)
-                s.add(current)
-            current.organization_id, current.npi = change.new_organization_id, change.new_npi
-            current.method_id, current.method_version = change.method_id, change.method_version
-            current.rule, current.reason = change.rule, change.reason
-            current.effective_date, current.explanation = change.effective_date, change.explanation
-            current.changed_at_ms = change.changed_at_ms
-            for period in s.scalars(select(AttributionPeriod).where(
-                    AttributionPeriod.member_id == change.member_id, AttributionPeriod.end_date.is_(None))):
-                period.end_date = change.effective_date
-            if change.new_organization_id:
-                s.add(AttributionPeriod(member_id=change.member_id, organization_id=change.new_organization_id,
-                                        npi=change.new_npi, method_id=change.method_id, rule=change.rule,
-                                        reason=change.reason, start_date=change.effective_date))
+            for change in changes:
+                self._apply(s, change)
+
+    @staticmethod
+    def _apply(s: Session, change: AttributionChange) -> None:
+        current = s.get(AttributionCurrent, change.member_id)
+        if current and (current.changed_at_ms, current.organization_id) == (change.changed_at_ms,
+                                                                            change.new_organization_id):
+            return
+        if current is None:
+            current = AttributionCurrent(member_id=change.member_id)
+            s.add(current)
+        current.organization_id, current.npi = change.new_organization_id, change.new_npi
+        current.method_id, current.method_version = change.method_id, change.method_version
+        current.rule, current.reason = change.rule, change.reason
+        current.effective_date, current.explanation = change.effective_date, change.explanation
+        current.changed_at_ms = change.changed_at_ms
+        for period in s.scalars(select(AttributionPeriod).where(
+                AttributionPeriod.member_id == change.member_id, AttributionPeriod.end_date.is_(None))):
+            period.end_date = change.effective_date
+        if change.new_organization_id:
+            s.add(AttributionPeriod(member_id=change.member_id, organization_id=change.new_organization_id,
+                                    npi=change.new_npi, method_id=change.method_id, rule=change.rule,
+                                    reason=change.reason, start_date=change.effective_date))
 
     def current(self, member_id: str) -> AttributionCurrent | None:
         with self._session() as s:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 R = TypeVar("R", bound="Record")
+Converter = Callable[[Any], Any]
 
 
 class Record:
@@ -20,12 +22,9 @@ class Record:
 
     @classmethod
     def from_record(cls: type[R], data: dict[str, Any]) -> R:
-        hints = _hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in data:
-                kwargs[f.name] = _convert(hints[f.name], data[f.name])
-        return cls(**kwargs)
+        # Converters are worked out once per class from the type hints; this runs for every message read.
+        return cls(**{name: convert(data[name]) if convert else data[name]
+                      for name, convert in _converters(cls) if name in data})
 
 
 @cache
@@ -42,20 +41,21 @@ def _plain(value: Any) -> Any:
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _converters(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
 
 
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
+def _converter(hint: Any) -> Converter | None:
+    """None when the Avro value can be used as it is."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (list, tuple) and args:
-        return [_convert(args[0], v) for v in value]
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return hint.from_record(value) if issubclass(hint, Record) else hint(**value)
-    return value
+        inner = _converter(args[0])
+        return (lambda values: [inner(v) for v in values]) if inner else None
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        options = [a for a in args if a is not type(None)]
+        inner = _converter(options[0]) if len(options) == 1 else None
+        return (lambda value: None if value is None else inner(value)) if inner else None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint.from_record if issubclass(hint, Record) else (lambda value: hint(**value))
+    return None

@@ -1,0 +1,101 @@
+"""`gapstream bench attribution`: claim lines through decoding, corrections and attribution on one
+worker, next to the raw confluent-kafka consume + decode rate of the same topic in the same run."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streams import topics
+from streams.bench.claims_feed import claims_feed
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import die_with_parent, embedded_broker, free_port
+from streams.models import MedicalClaim
+from streams.serialization.codec import AvroCodec
+from streams.sources.publish import publish
+
+AS_OF = dt.date(2026, 6, 30)
+
+
+def _metric(port: int, name: str, labels: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    m = re.search(rf"^{name}{{{re.escape(labels)}}} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def raw_consume(bootstrap: str, topic: str, expected: int) -> tuple[float, int]:
+    """Seconds to consume and decode ``expected`` messages with confluent-kafka, and lines seen."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    codec, seen, lines = AvroCodec(), 0, 0
+    started = time.perf_counter()
+    while seen < expected:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if not msg.error():
+                lines += len(codec.decode(msg.value(), MedicalClaim).lines)
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed, lines
+
+
+def run(members: int, lines: int, seed: int = 1) -> dict:
+    feed = claims_feed(members, lines, AS_OF, seed)
+    result: dict = {"members": members, "claims": len(feed.claims), "claim_lines": feed.lines,
+                    "providers": len(feed.providers)}
+    with tempfile.TemporaryDirectory() as tmp, embedded_broker(Path(tmp) / "broker.log") as broker:
+        ensure_topics(broker.bootstrap, topics.INGRESS_TOPICS, 4)
+        port = free_port()
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "GAPSTREAM_DATA_DIR": tmp,
+               "GAPSTREAM_WEB_PORT": str(port), "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(),
+               "GAPSTREAM_LOG_LEVEL": "warn"}
+        env.pop("DATABASE_URL", None)
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            asyncio.run(publish(broker.bootstrap, [*feed.providers, *feed.spans]))
+            labels = f'topic="{topics.ELIGIBILITY}"'
+            while _metric(port, "gapstream_messages_in_total", labels) < members:
+                time.sleep(0.5)
+            started = time.perf_counter()
+            asyncio.run(publish(broker.bootstrap, feed.claims))
+            result["publish_claims_per_s"] = round(len(feed.claims) / (time.perf_counter() - started))
+            labels = f'topic="{topics.CLAIMS_MEDICAL}"'
+            first = None
+            while True:
+                done = _metric(port, "gapstream_messages_in_total", labels)
+                if done > 0 and first is None:
+                    first = (time.perf_counter(), done)
+                if done >= len(feed.claims):
+                    break
+                time.sleep(0.25)
+            elapsed = time.perf_counter() - first[0]
+            processed = len(feed.claims) - first[1]
+            share = processed / len(feed.claims)
+            result["worker_claims_per_s"] = round(processed / elapsed)
+            result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
+            result["attribution_changes"] = sum(_metric(port, "gapstream_attribution_changes_total", f'rule="{r}"')
+                                                for r in ("plurality", "member_selected_pcp", "no_candidate"))
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        raw_s, raw_lines = raw_consume(broker.bootstrap, topics.CLAIMS_MEDICAL, len(feed.claims))
+        result["raw_consume_decode_claims_per_s"] = round(len(feed.claims) / raw_s)
+        result["raw_consume_decode_lines_per_s"] = round(raw_lines / raw_s)
+        result["worker_vs_raw"] = round(result["worker_lines_per_s"] / result["raw_consume_decode_lines_per_s"], 3)
+    return result
