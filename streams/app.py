@@ -31,7 +31,7 @@ class SinkService(mode.Service):
         self.sink = sink
 
     async def on_start(self) -> None:
-        self.sink.start()
+        await asyncio.to_thread(self.sink.start)
 
     async def on_stop(self) -> None:
         await asyncio.to_thread(self.sink.stop)
@@ -73,7 +73,8 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     dispatcher = Dispatcher(store, settings.webhook_timeout_s, settings.webhook_max_attempts,
                             settings.webhook_backoff_s)
     codec = codec_for(settings.schema_registry_url)
-    changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec)
+    changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec,
+                                          settings.topic_partitions)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
                         services=[DispatcherService(dispatcher), SinkService(changes_sink)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it

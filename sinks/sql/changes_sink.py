@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from sinks.sql.store import Store
 from streams import topics
 from streams.deadletters import BadInput, dead_letter
+from streams.kafka.admin import ensure_topics
 from streams.metrics import MESSAGES_IN
 from streams.models import AttributionChange
 from streams.serialization.codec import AvroCodec
@@ -23,15 +24,25 @@ log = logging.getLogger(__name__)
 
 
 class AttributionChangesSink:
-    def __init__(self, bootstrap: str, group_id: str, store: Store, codec: AvroCodec, batch_size: int = 500):
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
-                                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    def __init__(self, bootstrap: str, group_id: str, store: Store, codec: AvroCodec, partitions: int,
+                 batch_size: int = 500):
+        self._bootstrap, self._partitions = bootstrap, partitions
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # librdkafka joins with max.poll.interval as the rebalance timeout, and the embedded broker
+            # holds a first join that long (300 s by default). A batch takes well under this.
+            "session.timeout.ms": 6000, "max.poll.interval.ms": 15000,
+        })
         self._producer = Producer({"bootstrap.servers": bootstrap})
         self._store, self._codec, self._batch = store, codec, batch_size
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sql-attribution-sink", daemon=True)
 
     def start(self) -> None:
+        # Subscribing to a topic that does not exist yet would wait for librdkafka's next metadata
+        # refresh (minutes); the worker may not have created it yet.
+        ensure_topics(self._bootstrap, [topics.ATTRIBUTION_CHANGES], self._partitions)
         self._consumer.subscribe([topics.ATTRIBUTION_CHANGES])
         self._thread.start()
 
