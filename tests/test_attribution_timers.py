@@ -1,0 +1,40 @@
+"""Lookback windows slide with time: a member with no new claims changes attribution when the
+clock passes the day their visits age out, driven by the review queue, not by a rescan."""
+import asyncio
+import json
+import urllib.request
+
+import pytest
+
+from streams.models import Provider
+from streams.sources.publish import publish
+from tests.claims_factory import PCP_A, PCP_B, span, visit
+from tests.helpers import start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def attributed_npi(port, member):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/attribution/{member}", timeout=5) as r:
+            return json.load(r)["current"]["npi"]
+    except OSError:
+        return None
+
+
+def test_visits_ageing_out_flip_the_attribution_without_a_new_claim(broker, tmp_path):
+    worker = start_worker(broker.bootstrap, tmp_path, GAPSTREAM_ATTRIBUTION_CLOCK="event")
+    try:
+        providers = [Provider(npi=PCP_A, name="A", role="PRIMARY_CARE_PHYSICIAN", organization_id="ORG-A"),
+                     Provider(npi=PCP_B, name="B", role="PRIMARY_CARE_PHYSICIAN", organization_id="ORG-B")]
+        # 24-month lookback: A's two visits count until 2025-01-10 and 2025-02-10; B's one until 2026-06-01.
+        history = [span(), visit("t1", PCP_A, "2023-01-10", "2023-02-10"), visit("t2", PCP_B, "2024-06-01")]
+        asyncio.run(publish(broker.bootstrap, [*providers, *history]))
+        wait_for(lambda: attributed_npi(worker.web_port, "M1") == PCP_A, 60, message="A attributed first")
+
+        # Another member's claim moves the event clock to 2025-02-11; M1 gets no message at all.
+        other = visit("o1", PCP_B, "2025-02-11", member="M2")
+        asyncio.run(publish(broker.bootstrap, [other]))
+        wait_for(lambda: attributed_npi(worker.web_port, "M1") == PCP_B, 60, message="M1 re-evaluated to B")
+    finally:
+        worker.stop()
