@@ -154,32 +154,29 @@ def _publish(records: list, problems: list, extra: dict | None = None) -> None:
     click.echo(json.dumps({"published": sent, "problems": len(problems), **(extra or {})}))
 
 
+def _load_csv(file: Path, model_name: str) -> None:
+    from streams import models
+    from streams.sources.csvfile import read
+
+    try:
+        records, problems = read(file, getattr(models, model_name))
+    except ValueError as exc:
+        raise Failure(str(exc)) from exc
+    _publish(records, problems)
+
+
 @load.command("eligibility")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load_eligibility(file: Path) -> None:
     """Coverage spans from a CSV whose header names the EligibilitySpan fields."""
-    from streams.models import EligibilitySpan
-    from streams.sources.csvfile import read
-
-    try:
-        records, problems = read(file, EligibilitySpan)
-    except ValueError as exc:
-        raise Failure(str(exc)) from exc
-    _publish(records, problems)
+    _load_csv(file, "EligibilitySpan")
 
 
 @load.command("providers")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load_providers(file: Path) -> None:
     """Provider directory entries from a CSV whose header names the Provider fields."""
-    from streams.models import Provider
-    from streams.sources.csvfile import read
-
-    try:
-        records, problems = read(file, Provider)
-    except ValueError as exc:
-        raise Failure(str(exc)) from exc
-    _publish(records, problems)
+    _load_csv(file, "Provider")
 
 
 @load.command("rif")

@@ -45,6 +45,28 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         return list(enumerate(csv.DictReader(f, delimiter="|"), start=2))
 
 
+def _text(row: dict[str, str], column: str) -> str | None:
+    return (row.get(column) or "").strip() or None
+
+
+def _optional_date(row: dict[str, str], column: str) -> str | None:
+    return _date(row[column]) if _text(row, column) else None
+
+
+def _claims(path: Path, batch: RifBatch, build) -> None:
+    """Rows grouped by CLM_ID, each group built into one claim; a group that fails is reported row by row."""
+    by_claim: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for line_no, row in _rows(path):
+        batch.rows += 1
+        by_claim[row["CLM_ID"]].append((line_no, row))
+    for claim_id, rows in by_claim.items():
+        try:
+            batch.claims.append(build(claim_id, [row for _, row in rows]))
+        except (KeyError, ValueError) as exc:
+            for line_no, _ in rows:
+                batch.problems.append(Problem(str(path), line_no, f"bad_row: {type(exc).__name__} {exc}"))
+
+
 def _money(value: str) -> float:
     return float(value) if value and value.strip() else 0.0
 
@@ -67,75 +89,57 @@ def _diagnoses(row: dict[str, str], batch: RifBatch) -> list[str]:
 def _carrier(path: Path, batch: RifBatch, now_ms: int) -> None:
     """Carrier (physician/supplier) and DME claims: one row per line. DME rows name no performing
     NPI, so they add no directory entries."""
-    by_claim: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
-    for line_no, row in _rows(path):
-        batch.rows += 1
-        by_claim[row["CLM_ID"]].append((line_no, row))
-    for claim_id, rows in by_claim.items():
-        first = rows[0][1]
-        try:
-            lines = []
-            for _, row in rows:
-                npi = (row.get("PRF_PHYSN_NPI") or "").strip() or None
-                lines.append(ClaimLine(
-                    line_number=int(row["LINE_NUM"]), service_date=_date(row["LINE_1ST_EXPNS_DT"]),
-                    procedure_code=(row.get("HCPCS_CD") or "").strip() or None,
-                    modifiers=[m for m in (row.get("HCPCS_1ST_MDFR_CD"), row.get("HCPCS_2ND_MDFR_CD")) if m],
-                    place_of_service=(row.get("LINE_PLACE_OF_SRVC_CD") or "").strip() or None, rendering_npi=npi,
-                    units=_money(row.get("LINE_SRVC_CNT", "")) or 1.0,
-                    allowed_amount=_money(row.get("LINE_ALOWD_CHRG_AMT") or row.get("LINE_PRMRY_ALOWD_CHRG_AMT", "")),
-                    paid_amount=_money(row.get("LINE_NCH_PMT_AMT", ""))))
-                if npi and npi not in batch.providers:
-                    specialty = (row.get("PRVDR_SPCLTY") or "").strip()
-                    role = ("PRIMARY_CARE_PHYSICIAN" if specialty in PRIMARY_CARE_SPECIALTIES else
-                            "NON_PHYSICIAN_PRACTITIONER" if specialty in NON_PHYSICIAN_SPECIALTIES else "SPECIALIST")
-                    batch.providers[npi] = Provider(npi=npi, name=f"NPI {npi}", role=role, taxonomy=None,
-                                                    tin=(row.get("TAX_NUM") or "").strip() or None)
-            batch.claims.append(MedicalClaim(
-                claim_id=claim_id, frequency_code="1", member_id=first["BENE_ID"], claim_type="PROFESSIONAL",
-                billing_tin=(first.get("TAX_NUM") or "").strip() or None,
-                billing_npi=(first.get("CARR_CLM_BLG_NPI_NUM") or "").strip() or None,
-                statement_from=_date(first["CLM_FROM_DT"]), statement_to=_date(first["CLM_THRU_DT"]),
-                adjudicated_at=_date(first["NCH_WKLY_PROC_DT"]) if first.get("NCH_WKLY_PROC_DT") else None,
-                diagnosis_codes=_diagnoses(first, batch), lines=lines, received_at_ms=now_ms))
-        except (KeyError, ValueError) as exc:
-            for line_no, _ in rows:
-                batch.problems.append(Problem(str(path), line_no, f"bad_row: {type(exc).__name__} {exc}"))
+    def build(claim_id: str, rows: list[dict[str, str]]) -> MedicalClaim:
+        first, lines = rows[0], []
+        for row in rows:
+            npi = _text(row, "PRF_PHYSN_NPI")
+            lines.append(ClaimLine(
+                line_number=int(row["LINE_NUM"]), service_date=_date(row["LINE_1ST_EXPNS_DT"]),
+                procedure_code=_text(row, "HCPCS_CD"),
+                modifiers=[m for m in (_text(row, "HCPCS_1ST_MDFR_CD"), _text(row, "HCPCS_2ND_MDFR_CD")) if m],
+                place_of_service=_text(row, "LINE_PLACE_OF_SRVC_CD"), rendering_npi=npi,
+                units=_money(row.get("LINE_SRVC_CNT", "")) or 1.0,
+                allowed_amount=_money(row.get("LINE_ALOWD_CHRG_AMT") or row.get("LINE_PRMRY_ALOWD_CHRG_AMT", "")),
+                paid_amount=_money(row.get("LINE_NCH_PMT_AMT", ""))))
+            if npi and npi not in batch.providers:
+                specialty = _text(row, "PRVDR_SPCLTY")
+                role = ("PRIMARY_CARE_PHYSICIAN" if specialty in PRIMARY_CARE_SPECIALTIES else
+                        "NON_PHYSICIAN_PRACTITIONER" if specialty in NON_PHYSICIAN_SPECIALTIES else "SPECIALIST")
+                batch.providers[npi] = Provider(npi=npi, name=f"NPI {npi}", role=role, tin=_text(row, "TAX_NUM"))
+        return MedicalClaim(
+            claim_id=claim_id, frequency_code="1", member_id=first["BENE_ID"], claim_type="PROFESSIONAL",
+            billing_tin=_text(first, "TAX_NUM"), billing_npi=_text(first, "CARR_CLM_BLG_NPI_NUM"),
+            statement_from=_date(first["CLM_FROM_DT"]), statement_to=_date(first["CLM_THRU_DT"]),
+            adjudicated_at=_optional_date(first, "NCH_WKLY_PROC_DT"), diagnosis_codes=_diagnoses(first, batch),
+            lines=lines, received_at_ms=now_ms)
+
+    _claims(path, batch, build)
 
 
 def _institutional(path: Path, batch: RifBatch, now_ms: int) -> None:
-    by_claim: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
-    for line_no, row in _rows(path):
-        batch.rows += 1
-        by_claim[row["CLM_ID"]].append((line_no, row))
-    for claim_id, rows in by_claim.items():
-        first = rows[0][1]
-        try:
-            statement_from = _date(first["CLM_FROM_DT"])
-            lines = [ClaimLine(
-                line_number=int(row.get("CLM_LINE_NUM") or i + 1),
-                service_date=_date(row["REV_CNTR_DT"]) if row.get("REV_CNTR_DT") else statement_from,
-                procedure_code=(row.get("HCPCS_CD") or "").strip() or None,
-                revenue_code=(row.get("REV_CNTR") or "").strip() or None,
-                rendering_npi=(row.get("RNDRNG_PHYSN_NPI") or "").strip() or None,
-                units=_money(row.get("REV_CNTR_UNIT_CNT", "")) or 1.0,
-                paid_amount=_money(row.get("REV_CNTR_PMT_AMT_AMT", ""))) for i, (_, row) in enumerate(rows)]
-            frequency = (first.get("CLM_FREQ_CD") or "1").strip()
-            batch.claims.append(MedicalClaim(
-                claim_id=claim_id, frequency_code=frequency if frequency in ("7", "8") else "1",
-                member_id=first["BENE_ID"], claim_type="INSTITUTIONAL",
-                billing_npi=(first.get("ORG_NPI_NUM") or "").strip() or None,
-                rendering_npi=(first.get("AT_PHYSN_NPI") or "").strip() or None,
-                type_of_bill="".join((first.get(c) or "").strip() for c in
-                                     ("CLM_FAC_TYPE_CD", "CLM_SRVC_CLSFCTN_TYPE_CD", "CLM_FREQ_CD")) or None,
-                statement_from=statement_from, statement_to=_date(first["CLM_THRU_DT"]),
-                admit_date=_date(first["CLM_ADMSN_DT"]) if first.get("CLM_ADMSN_DT") else None,
-                discharge_date=_date(first["NCH_BENE_DSCHRG_DT"]) if first.get("NCH_BENE_DSCHRG_DT") else None,
-                adjudicated_at=_date(first["NCH_WKLY_PROC_DT"]) if first.get("NCH_WKLY_PROC_DT") else None,
-                diagnosis_codes=_diagnoses(first, batch), lines=lines, received_at_ms=now_ms))
-        except (KeyError, ValueError) as exc:
-            for line_no, _ in rows:
-                batch.problems.append(Problem(str(path), line_no, f"bad_row: {type(exc).__name__} {exc}"))
+    def build(claim_id: str, rows: list[dict[str, str]]) -> MedicalClaim:
+        first = rows[0]
+        statement_from = _date(first["CLM_FROM_DT"])
+        lines = [ClaimLine(
+            line_number=int(row.get("CLM_LINE_NUM") or i + 1),
+            service_date=_optional_date(row, "REV_CNTR_DT") or statement_from,
+            procedure_code=_text(row, "HCPCS_CD"), revenue_code=_text(row, "REV_CNTR"),
+            rendering_npi=_text(row, "RNDRNG_PHYSN_NPI"), units=_money(row.get("REV_CNTR_UNIT_CNT", "")) or 1.0,
+            paid_amount=_money(row.get("REV_CNTR_PMT_AMT_AMT", ""))) for i, row in enumerate(rows)]
+        frequency = _text(first, "CLM_FREQ_CD") or "1"
+        return MedicalClaim(
+            claim_id=claim_id, frequency_code=frequency if frequency in ("7", "8") else "1",
+            member_id=first["BENE_ID"], claim_type="INSTITUTIONAL", billing_npi=_text(first, "ORG_NPI_NUM"),
+            rendering_npi=_text(first, "AT_PHYSN_NPI"),
+            type_of_bill="".join(_text(first, c) or "" for c in
+                                 ("CLM_FAC_TYPE_CD", "CLM_SRVC_CLSFCTN_TYPE_CD", "CLM_FREQ_CD")) or None,
+            statement_from=statement_from, statement_to=_date(first["CLM_THRU_DT"]),
+            admit_date=_optional_date(first, "CLM_ADMSN_DT"),
+            discharge_date=_optional_date(first, "NCH_BENE_DSCHRG_DT"),
+            adjudicated_at=_optional_date(first, "NCH_WKLY_PROC_DT"), diagnosis_codes=_diagnoses(first, batch),
+            lines=lines, received_at_ms=now_ms)
+
+    _claims(path, batch, build)
 
 
 def _pde(path: Path, batch: RifBatch, now_ms: int) -> None:
