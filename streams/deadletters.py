@@ -20,6 +20,15 @@ class BadInput(ValueError):
 log = logging.getLogger(__name__)
 
 
+def where(exc: BaseException) -> str:
+    """Exception type and the place it was raised, for logs: messages may quote input (PHI)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    place = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}{place}"
+
+
 def dead_letter(source: str, reason: str, detail: str, payload: bytes) -> DeadLetter:
     """Build the record and count it. Logs name the reason only: payloads and details may hold PHI."""
     DEAD_LETTERS.labels(source=source, reason=reason).inc()

@@ -12,7 +12,7 @@ from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import topics
 from streams.config import Settings
-from streams.deadletters import BadInput, dead_letter
+from streams.deadletters import BadInput, dead_letter, where
 from streams.metrics import MESSAGES_IN
 from streams.serialization.codec import AvroCodec
 
@@ -58,7 +58,7 @@ class Pipeline:
                 except BadInput as exc:
                     await self.to_dlq(source_topic, exc.reason, exc.detail, event.value)
                 except Exception as exc:
-                    log.exception("unexpected error processing a message from %s", source_topic)
+                    log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
 
         self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}")(run)

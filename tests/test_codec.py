@@ -119,3 +119,4 @@ def test_confluent_wire_format_with_a_registry():
     with pytest.raises(DecodeError) as exc:
         AvroCodec().decode(data, AdtEvent)
     assert exc.value.reason == "unknown_schema"
+

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sinks.sql.store import Store
 from streams import topics
-from streams.deadletters import BadInput, dead_letter
+from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.metrics import MESSAGES_IN
 from streams.models import AttributionChange
@@ -67,8 +67,8 @@ class AttributionChangesSink:
                     self._producer.produce(topics.DLQ, self._codec.encode(record))
             try:
                 self._store.attribution.record_many(changes)
-            except Exception:  # the database is down: retry the same batch, never skip it
-                log.exception("could not store %d attribution changes; retrying", len(changes))
+            except Exception as exc:  # the database is down: retry the same batch, never skip it
+                log.error("could not store %d attribution changes, retrying: %s", len(changes), where(exc))
                 first: dict[tuple[str, int], int] = {}
                 for message in messages:
                     first.setdefault((message.topic(), message.partition()), message.offset())

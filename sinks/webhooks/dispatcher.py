@@ -16,6 +16,7 @@ import httpx
 
 from sinks.sql.store import DeliveryJob, Store
 from sinks.webhooks.signing import signed_headers
+from streams.deadletters import where
 from streams.metrics import ADT_TO_WEBHOOK, WEBHOOK_ATTEMPTS
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class Dispatcher:
                 ADT_TO_WEBHOOK.observe(max(0.0, time.time() - job.received_at_ms / 1000))
             retry_at = None if outcome in ("success", "rejected") else self._next_attempt(job.attempts + 1)
             await asyncio.to_thread(self._store.record_attempt, job, outcome, status, duration_ms, error, retry_at)
-        except Exception:  # a failure here must not kill the dispatcher; the lease expires and it retries
-            log.exception("delivery bookkeeping failed")
+        except Exception as exc:  # a failure here must not kill the dispatcher; the lease expires and it retries
+            log.error("delivery bookkeeping failed: %s", where(exc))
         finally:
             self._slots.release()
 
