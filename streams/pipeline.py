@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 import mode
@@ -29,6 +30,8 @@ class Pipeline:
     dispatcher: Dispatcher
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)
+    # Set by the attribution agents: a member's decision evaluated now, if its state is on this worker.
+    explain: Callable[[str], dict[str, Any] | None] = lambda member_id: None
     _topics: dict[tuple[str, ...], faust.TopicT] = field(default_factory=dict)
 
     def topic(self, *names: str) -> faust.TopicT:

@@ -66,13 +66,18 @@ def register(p: Pipeline) -> None:
     @app.page("/attribution/{member_id}")
     class Attribution(View):
         async def get(self, request: Request, member_id: str) -> Response:
+            """The stored decision and history (any worker), and the decision evaluated now from the
+            member's state when this worker holds it, which also explains why nobody has the member."""
             current = await asyncio.to_thread(store.current, member_id)
-            if current is None:
-                return self.json({"error": f"no attribution recorded for member {member_id}"}, status=404)
+            live = p.explain(member_id)
+            if current is None and live is None:
+                return self.json({"error": f"nothing known about member {member_id}"}, status=404)
+            row = None
+            if current is not None:
+                row = _row(current)
+                row["explanation"] = json.loads(row["explanation"])
             history = await asyncio.to_thread(store.history, member_id)
-            row = _row(current)
-            row["explanation"] = json.loads(row["explanation"])
-            return self.json({"current": row, "history": [_row(h) for h in history]})
+            return self.json({"current": row, "history": [_row(h) for h in history], "live": live})
 
     @app.page("/disputes")
     class Disputes(View):

@@ -45,7 +45,8 @@ def worker(broker, tmp_path_factory):
     w.loaded = json.loads(loaded.stdout.strip().splitlines()[-1])
     wait_for(lambda: (health(w.web_port) or {}).get("attributed") == 2, 60, message="two RIF members attributed")
     # SQL is written by the batching sink, a moment after routing knows.
-    wait_for(lambda: call(w.web_port, f"/attribution/{MEMBER}")[0] == 200, 30, message="attribution stored in SQL")
+    wait_for(lambda: call(w.web_port, f"/attribution/{MEMBER}")[1].get("current"), 30,
+             message="attribution stored in SQL")
     yield w
     w.stop()
 
@@ -69,7 +70,12 @@ def test_attribution_is_explained(worker):
     assert (top["npi"], top["visits"], top["rank"], top["last_visit"]) == (NPI, 2, 1, "2020-06-27")
     assert "ranks first" in now["reason"]
     assert [(h["organization_id"], h["end_date"]) for h in body["history"]] == [(ORG, None)]
-    assert call(worker.web_port, "/attribution/-1000018")[0] == 404  # no coded primary care service: never attributed
+    assert body["live"]["npi"] == NPI  # evaluated now from the worker's state: the same answer
+    # Never attributed (no coded primary care service), yet explained: what was looked at and why nobody.
+    status, nobody = call(worker.web_port, "/attribution/-1000018")
+    assert status == 200 and nobody["current"] is None
+    assert nobody["live"]["rule"] == "no_candidate" and "no eligible provider" in nobody["live"]["steps"][0]
+    assert call(worker.web_port, "/attribution/NO-SUCH-MEMBER")[0] == 404
 
 
 def test_bad_input_is_dead_lettered_or_held(worker, broker):
@@ -127,7 +133,7 @@ def test_an_accepted_add_dispute_attributes_a_member_nobody_had(worker):
     call(port, f"/disputes/{dispute['id']}/decision",
          {"decision": "accept", "reviewer": "reviewer@plan", "reason": "visit notes provided",
           "effective_from": "2021-01-01"})
-    wait_for(lambda: call(port, "/attribution/-1000018")[0] == 200, 30, message="the added member")
+    wait_for(lambda: call(port, "/attribution/-1000018")[1]["current"], 30, message="the added member")
     now = current(worker, "-1000018")
     assert (now["organization_id"], now["rule"]) == ("ORG-NEW", "dispute_add")
 

@@ -9,6 +9,7 @@ import faust
 
 from streams import topics
 from streams.attribution.clock import Clock
+from streams.attribution.engine import evaluate
 from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide
 from streams.claims.validation import check_provider
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD
@@ -65,6 +66,14 @@ def register(p: Pipeline) -> None:
         check_provider(provider)
         providers[provider.npi] = provider.to_record()
 
+    def explain(member_id: str) -> dict | None:
+        stored = members.get(member_id)
+        if stored is None:
+            return None
+        return evaluate(member_id, MemberState.from_dict(stored).ledger, providers,
+                        list(stored["overrides"].values()), clock.today()).to_dict()
+
+    p.explain = explain
     p.agent(p.topic(*MESSAGE_TYPES, topics.ATTRIBUTION_REEVALUATE), on_member_message)
     p.agent(p.topic(topics.PROVIDERS), update_provider)
 
