@@ -90,3 +90,25 @@ def test_attempts_are_recorded_until_delivered(store):
     attempts = [(a.outcome, a.status_code) for a in store.attempts(job.webhook_id)]
     assert attempts == [("http_error", 500), ("success", 200)]
     assert store.claim_due(time.time() + 100, 30) == []
+
+
+def change(member, org, at_ms, day, npi=None):
+    from streams.models import AttributionChange
+
+    return AttributionChange(member_id=member, new_organization_id=org, new_npi=npi, rule="plurality", reason="r",
+                             effective_date=day, explanation="{}", changed_at_ms=at_ms, method_id="m")
+
+
+def test_attribution_history_is_kept_in_periods_and_redelivery_changes_nothing(store):
+    attribution = store.attribution
+    batch = [change("M1", "ORG-A", 1, "2025-01-01"), change("M2", "ORG-B", 2, "2025-01-01"),
+             change("M1", "ORG-B", 3, "2025-03-01"), change("M2", None, 4, "2025-04-01")]
+    attribution.record_many(batch[:2])
+    attribution.record_many(batch[1:])  # M2's first change is delivered twice
+    attribution.record_many([change("M1", "ORG-C", 5, "2025-06-01")])
+    attribution.record_many([change("M1", "ORG-C", 5, "2025-06-01")])  # and a whole batch again
+    assert [(h.organization_id, h.start_date, h.end_date) for h in attribution.history("M1")] == [
+        ("ORG-A", "2025-01-01", "2025-03-01"), ("ORG-B", "2025-03-01", "2025-06-01"), ("ORG-C", "2025-06-01", None)]
+    assert [(h.organization_id, h.end_date) for h in attribution.history("M2")] == [("ORG-B", "2025-04-01")]
+    assert (attribution.current("M1").organization_id, attribution.current("M2").organization_id) == ("ORG-C", None)
+    assert [c.member_id for c in attribution.members_of("ORG-C")] == ["M1"]

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import AttributionCurrent, AttributionListVersion, AttributionPeriod, Dispute, DisputeEvent
@@ -26,32 +27,54 @@ class AttributionStore:
         self._session = session
 
     def record_many(self, changes: list[AttributionChange]) -> None:
-        """Apply changes in order, in one transaction; a redelivered change changes nothing."""
-        with self._session.begin() as s:
-            for change in changes:
-                self._apply(s, change)
-
-    @staticmethod
-    def _apply(s: Session, change: AttributionChange) -> None:
-        current = s.get(AttributionCurrent, change.member_id)
-        if current and (current.changed_at_ms, current.organization_id) == (change.changed_at_ms,
-                                                                            change.new_organization_id):
+        """Apply changes in order, in one transaction, with a few set-based statements per batch
+        (the sink writes thousands per second). A redelivered change changes nothing."""
+        if not changes:
             return
-        if current is None:
-            current = AttributionCurrent(member_id=change.member_id)
-            s.add(current)
-        current.organization_id, current.npi = change.new_organization_id, change.new_npi
-        current.method_id, current.method_version = change.method_id, change.method_version
-        current.rule, current.reason = change.rule, change.reason
-        current.effective_date, current.explanation = change.effective_date, change.explanation
-        current.changed_at_ms = change.changed_at_ms
-        for period in s.scalars(select(AttributionPeriod).where(
-                AttributionPeriod.member_id == change.member_id, AttributionPeriod.end_date.is_(None))):
-            period.end_date = change.effective_date
-        if change.new_organization_id:
-            s.add(AttributionPeriod(member_id=change.member_id, organization_id=change.new_organization_id,
-                                    npi=change.new_npi, method_id=change.method_id, rule=change.rule,
-                                    reason=change.reason, start_date=change.effective_date))
+        with self._session.begin() as s:
+            conn = s.connection()
+            current_t, history_t = AttributionCurrent.__table__, AttributionPeriod.__table__
+            members = sorted({c.member_id for c in changes})
+            last = {row.member_id: (row.changed_at_ms, row.organization_id) for row in conn.execute(
+                select(current_t.c.member_id, current_t.c.changed_at_ms, current_t.c.organization_id)
+                .where(current_t.c.member_id.in_(members)))}
+            closes: dict[str, str] = {}  # member -> end date of the period open in the database
+            periods: list[dict] = []
+            open_here: dict[str, dict] = {}  # member -> period opened earlier in this batch
+            final: dict[str, AttributionChange] = {}
+            for change in changes:
+                if last.get(change.member_id) == (change.changed_at_ms, change.new_organization_id):
+                    continue
+                opened = open_here.pop(change.member_id, None)
+                if opened is not None:
+                    opened["end_date"] = change.effective_date
+                elif change.member_id not in closes:
+                    closes[change.member_id] = change.effective_date
+                if change.new_organization_id:
+                    open_here[change.member_id] = {
+                        "member_id": change.member_id, "organization_id": change.new_organization_id,
+                        "npi": change.new_npi, "method_id": change.method_id, "rule": change.rule,
+                        "reason": change.reason, "start_date": change.effective_date, "end_date": None}
+                    periods.append(open_here[change.member_id])
+                last[change.member_id] = (change.changed_at_ms, change.new_organization_id)
+                final[change.member_id] = change
+            if closes:
+                conn.execute(update(history_t).where(history_t.c.member_id == bindparam("m"),
+                                                     history_t.c.end_date.is_(None))
+                             .values(end_date=bindparam("e")), [{"m": m, "e": e} for m, e in closes.items()])
+            if periods:
+                conn.execute(insert(history_t), periods)
+            if final:
+                upsert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(current_t)
+                columns = ("organization_id", "npi", "method_id", "method_version", "rule", "reason",
+                           "effective_date", "explanation", "changed_at_ms")
+                conn.execute(upsert.on_conflict_do_update(index_elements=["member_id"],
+                                                          set_={c: upsert.excluded[c] for c in columns}),
+                             [{"member_id": c.member_id, "organization_id": c.new_organization_id,
+                               "npi": c.new_npi, "method_id": c.method_id, "method_version": c.method_version,
+                               "rule": c.rule, "reason": c.reason, "effective_date": c.effective_date,
+                               "explanation": c.explanation, "changed_at_ms": c.changed_at_ms}
+                              for c in final.values()])
 
     def current(self, member_id: str) -> AttributionCurrent | None:
         with self._session() as s:
