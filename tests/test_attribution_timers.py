@@ -38,3 +38,48 @@ def test_visits_ageing_out_flip_the_attribution_without_a_new_claim(broker, tmp_
         wait_for(lambda: attributed_npi(worker.web_port, "M1") == PCP_B, 60, message="M1 re-evaluated to B")
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    """A broker of its own: the other test's claims would move the event clock."""
+    from streams.kafka.broker import start_embedded
+
+    started = start_embedded(tmp_path / "broker.log")
+    yield started
+    started.stop()
+
+
+def test_a_restarted_worker_recovers_members_and_keeps_the_event_clock(own_broker, tmp_path):
+    """After a restart, tables recover from their changelogs and an event clock resumes from the
+    data, not from today: members whose review date is long past (in wall-clock terms) keep their
+    attribution instead of losing it to 'no coverage today'."""
+    from pathlib import Path
+
+    env = {"GAPSTREAM_ATTRIBUTION_CLOCK": "event", "GAPSTREAM_APP_ID": "gapstream-restart"}
+    rif = Path(__file__).parent / "fixtures" / "rif" / "synthea"
+    broker = own_broker
+    worker = start_worker(broker.bootstrap, tmp_path, **env)
+    try:
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", "streams.cli", "load", "rif", str(rif)], env=worker.env, check=True,
+                       capture_output=True, timeout=120)
+        wait_for(lambda: attributed_npi(worker.web_port, "-1000006") == "9999310391", 60, message="RIF attributed")
+    finally:
+        worker.stop()
+    worker = start_worker(broker.bootstrap, tmp_path, **env)
+    try:
+        health_members = lambda: json.load(urllib.request.urlopen(  # noqa: E731
+            f"http://127.0.0.1:{worker.web_port}/health", timeout=5))["members"]
+        wait_for(lambda: health_members() == 3, 60, message="members recovered from the changelog")
+        import time
+
+        time.sleep(3)  # several review sweeps (0.5 s apart) have run by now
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/attribution/-1000006", timeout=5) as r:
+            body = json.load(r)
+        assert body["current"]["organization_id"] == "TIN:999145882"
+        assert body["live"]["organization_id"] == "TIN:999145882" and body["live"]["as_of"] == "2021-05-14"
+    finally:
+        worker.stop()

@@ -69,3 +69,11 @@ def test_any_order_gives_the_same_state_and_attribution(order):
     assert effective_fills(ledger) == effective_fills(expected)
     as_of = dt.date(2025, 6, 30)
     assert evaluate("M1", ledger, PROVIDERS, [], as_of) == evaluate("M1", expected, PROVIDERS, [], as_of)
+
+
+def test_latest_date_covers_claims_and_fills():
+    from streams.claims.ledger import latest_date
+
+    assert latest_date(Ledger()) is None
+    assert latest_date(fold(MESSAGES)) == "2025-06-02"
+    assert latest_date(fold([fill("f9", date="2025-08-01"), visit("x", PCP_A, "2025-07-01")])) == "2025-08-01"

@@ -11,6 +11,7 @@ from streams import topics
 from streams.attribution.clock import Clock
 from streams.attribution.engine import evaluate
 from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide
+from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD
 from streams.models import AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
@@ -38,8 +39,11 @@ def register(p: Pipeline) -> None:
 
     async def on_member_message(event: faust.EventT) -> None:
         member_id = event.key.decode()
-        state = MemberState.from_dict(members.get(member_id))
+        stored = members.get(member_id)
+        state = MemberState.from_dict(stored)
         if event.message.topic == topics.ATTRIBUTION_REEVALUATE:
+            if stored is None:
+                return  # nothing known about the member: nothing to re-evaluate
             due = state.next_review and state.next_review <= clock.today().isoformat()
             if event.value == REVIEW_DATE and not due:
                 return  # a stale review hint: the member changed since it was queued
@@ -80,10 +84,13 @@ def register(p: Pipeline) -> None:
     @p.app.timer(p.settings.attribution_sweep_interval_s)
     async def sweep_reviews() -> None:
         nonlocal rebuilt
-        if not rebuilt:  # after a restart the queue is rebuilt once from the recovered table
+        if not rebuilt:  # after a restart the queue (and an event clock) is rebuilt once from the table
             for member_id, stored in list(members.items()):
                 state = MemberState.from_dict(stored)
                 reviews.push(state.next_review, member_id)
+                latest = latest_date(state.ledger)
+                if latest:
+                    clock.observe(dt.date.fromisoformat(latest))
                 for npi in state.unknown_npis:
                     waiting_for.setdefault(npi, set()).add(member_id)
             rebuilt = True

@@ -122,6 +122,12 @@ def effective_fills(ledger: Ledger) -> list[Fill]:
                   key=lambda f: (f.fill_date, f.claim_id))
 
 
+def latest_date(ledger: Ledger) -> str | None:
+    """The latest service or fill date the ledger holds (it moves an event-time clock)."""
+    dates = [line[0] for c in ledger.claims.values() for line in c["l"]] + [f["d"] for f in ledger.fills.values()]
+    return max(dates, default=None)
+
+
 def spans(ledger: Ledger) -> list[EligibilitySpan]:
     return sorted((EligibilitySpan.from_record(s) for s in ledger.spans.values()),
                   key=lambda s: (s.coverage_start, s.payer))
