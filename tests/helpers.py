@@ -121,8 +121,9 @@ def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProc
     return worker
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
-    """Every message on ``topic`` from the beginning to its current end."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
+    """Every message on ``topic`` from the beginning to its current end. Returns as soon as it got
+    there; the timeout only matters on a loaded machine, where a short one returned partial reads."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:

@@ -90,11 +90,11 @@ def test_bad_input_is_dead_lettered_or_held(worker, broker):
 
     def letters():
         found = {(d.source, d.reason) for d in (AvroCodec().decode(m.value(), DeadLetter)
-                                                 for m in read_topic(broker.bootstrap, topics.DLQ))}
+                                                 for m in read_topic(broker.bootstrap, topics.DLQ, 20))}
         expected = {(topics.CLAIMS_MEDICAL, "future_date"), (topics.CLAIMS_MEDICAL, "invalid_procedure_code"),
                     (topics.CLAIMS_PHARMACY, "invalid_days_supply"), (topics.CLAIMS_PHARMACY, "invalid_ndc")}
         return expected <= found
-    wait_for(letters, 30, message="dead letters for bad claims and fills")
+    wait_for(letters, 90, message="dead letters for bad claims and fills")
     text = metrics_text(worker.web_port)
     assert 'gapstream_claims_held_total{reason="no_active_coverage"}' in text
     assert 'gapstream_dead_letters_total{reason="future_date",source="claims.medical"} 1.0' in text
