@@ -47,7 +47,10 @@ class Pipeline:
         return self.tables[name]
 
     async def to_dlq(self, source: str, reason: str, detail: str, payload: bytes) -> None:
-        await self.topic(topics.DLQ).send(value=self.codec.encode(dead_letter(source, reason, detail, payload)))
+        """Returns once the broker has the dead letter: only then may the input's offset move on.
+        A failed write raises, so the agent restarts and the input is read again, not lost."""
+        sent = await self.topic(topics.DLQ).send(value=self.codec.encode(dead_letter(source, reason, detail, payload)))
+        await sent
 
     def agent(self, source: faust.TopicT, handle: Handler) -> None:
         """Run ``handle`` per event with concurrency 1 (faust-streaming can commit past an in-flight
