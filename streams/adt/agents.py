@@ -41,8 +41,9 @@ def register(p: Pipeline) -> None:
             sent = await alerts_topic.send(key=(alert.member_id or adt.visit_key).encode(), value=p.codec.encode(alert))
             await sent
             ALERTS.labels(alert_type=alert.alert_type).inc()
-        if stored is None or outcome.state.to_dict() != stored:
-            visit_table[adt.visit_key] = outcome.state.to_dict()
+        state = outcome.state.to_dict()
+        if state != stored:
+            visit_table[adt.visit_key] = state
 
     async def expire_visit(event: faust.EventT) -> None:
         key = event.value.decode()
