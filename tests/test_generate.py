@@ -1,4 +1,5 @@
 """The synthetic population and feed: deterministic, realistic, and parseable."""
+import datetime as dt
 from collections import Counter
 
 from streams.adt.parse import parse_adt
@@ -6,10 +7,11 @@ from streams.adt.visits import apply
 from streams.tools.generate import adt_feed, ed_visits, npi, population
 
 
-def test_same_seed_same_feed():
-    a = adt_feed(population(5, 300), 5, 50)
-    assert a == adt_feed(population(5, 300), 5, 50)
-    assert a != adt_feed(population(6, 300), 6, 50)
+def test_same_seed_and_start_same_feed():
+    start = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    a = adt_feed(population(5, 300), 5, 50, start)
+    assert a == adt_feed(population(5, 300), 5, 50, start)
+    assert a != adt_feed(population(6, 300), 6, 50, start)
 
 
 def test_npis_pass_the_luhn_check():
