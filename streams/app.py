@@ -1,8 +1,9 @@
 """The Faust app: one worker runs every group of agents.
 
-Flows (see README): ADT (streams/adt/agents.py), attribution (streams/attribution/agents.py),
-routing and storage of alerts (streams/routing.py), and the HTTP API (streams/web.py). Webhooks
-are sent by the dispatcher service from the SQL outbox.
+Flows (see README): ADT (streams/adt/agents.py), attribution (streams/attribution/processor.py,
+on a stateful processor of its own rather than a Faust agent: it is the high-volume flow), routing
+and storage of alerts (streams/routing.py), and the HTTP API (streams/web.py). Webhooks are sent by
+the dispatcher service from the SQL outbox.
 """
 from __future__ import annotations
 
@@ -17,24 +18,24 @@ from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
 from streams.adt import agents as adt_agents
-from streams.attribution import agents as attribution_agents
+from streams.attribution.processor import AttributionFlow
 from streams.config import Settings
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
 
 
-class SinkService(mode.Service):
-    """Runs a sink that consumes on its own thread for as long as the worker runs."""
+class ThreadService(mode.Service):
+    """Runs something that consumes on threads of its own (a sink, a processor) with the worker."""
 
-    def __init__(self, sink: AttributionChangesSink, **kwargs: Any):
+    def __init__(self, runner: AttributionChangesSink | AttributionFlow, **kwargs: Any):
         super().__init__(**kwargs)
-        self.sink = sink
+        self.runner = runner
 
     async def on_start(self) -> None:
-        await asyncio.to_thread(self.sink.start)
+        await asyncio.to_thread(self.runner.start)
 
     async def on_stop(self) -> None:
-        await asyncio.to_thread(self.sink.stop)
+        await asyncio.to_thread(self.runner.stop)
 
 
 class DispatcherService(mode.Service):
@@ -75,11 +76,13 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     codec = codec_for(settings.schema_registry_url)
     changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec,
                                           settings.topic_partitions)
+    attribution = AttributionFlow(settings, bootstrap, codec)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
-                        services=[DispatcherService(dispatcher), SinkService(changes_sink)])
+                        attribution=attribution,
+                        services=[DispatcherService(dispatcher), ThreadService(changes_sink),
+                                  ThreadService(attribution)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it
     adt_agents.register(pipeline)
-    attribution_agents.register(pipeline)
     routing.register(pipeline)
     web.register(pipeline)
     return pipeline

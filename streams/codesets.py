@@ -21,8 +21,14 @@ class CodeSet:
     def __contains__(self, code: object) -> bool:
         if not isinstance(code, str) or not code:
             return False
-        # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215).
-        return code in self.codes or any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
+        return code in self.codes or _in_ranges(self.ranges, code)
+
+
+@cache
+def _in_ranges(ranges: tuple[tuple[str, str], ...], code: str) -> bool:
+    # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215). Cached: the
+    # engine asks about the same few hundred codes for every claim line.
+    return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in ranges)
 
 
 class UnknownCodeSet(KeyError):

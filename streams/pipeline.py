@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import faust
 import mode
@@ -12,6 +11,7 @@ import mode
 from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import topics
+from streams.attribution.processor import AttributionFlow
 from streams.config import Settings
 from streams.deadletters import BadInput, dead_letter, where
 from streams.metrics import MESSAGES_IN
@@ -28,10 +28,9 @@ class Pipeline:
     codec: AvroCodec
     store: Store
     dispatcher: Dispatcher
+    attribution: AttributionFlow
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)
-    # Set by the attribution agents: a member's decision evaluated now, if its state is on this worker.
-    explain: Callable[[str], dict[str, Any] | None] = lambda member_id: None
     _topics: dict[tuple[str, ...], faust.TopicT] = field(default_factory=dict)
 
     def topic(self, *names: str) -> faust.TopicT:

@@ -58,8 +58,7 @@ def register(p: Pipeline) -> None:
         return web.json({
             "assigned_partitions": len(assigned),
             "visits": dict(Counter(v["status"] for v in visits.values() if v)),
-            "members": len(p.tables["members"]),
-            "providers": len(p.tables["providers"]),
+            **p.attribution.counts(),
             "attributed": len(p.tables["attributed"]),
         })
 
@@ -69,7 +68,7 @@ def register(p: Pipeline) -> None:
             """The stored decision and history (any worker), and the decision evaluated now from the
             member's state when this worker holds it, which also explains why nobody has the member."""
             current = await asyncio.to_thread(store.current, member_id)
-            live = p.explain(member_id)
+            live = p.attribution.explain(member_id)
             if current is None and live is None:
                 return self.json({"error": f"nothing known about member {member_id}"}, status=404)
             row = None

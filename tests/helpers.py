@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from confluent_kafka import Consumer, TopicPartition
 
 from streams.kafka.broker import die_with_parent, free_port
+from streams.kafka.reading import read_to_end
 
 CORPUS = Path(__file__).parent / "fixtures" / "hl7v2-adt"
 ED_FILES = ["elixirhl7_NIST_SS_ADT_A03_ED_v251.hl7", "msfhirconv_ADT04-251.hl7"]
@@ -122,25 +122,6 @@ def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProc
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
-    """Every message on ``topic`` from the beginning to its current end. Returns as soon as it got
-    there; the timeout only matters on a loaded machine, where a short one returned partial reads."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout_s)[1] for p in partitions}
-        consumer.assign(partitions)
-        messages = []
-        deadline = time.monotonic() + timeout_s
-        remaining = {p: end for p, end in ends.items() if end > 0}
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            messages.append(msg)
-            if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                remaining.pop(msg.partition(), None)
-        return messages
-    finally:
-        consumer.close()
+    """Every message on ``topic`` from the beginning to its current end (see streams/kafka/reading.py
+    for why the end is not taken from the broker's watermark)."""
+    return list(read_to_end(bootstrap, topic, timeout_s=timeout_s))

@@ -11,15 +11,15 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, NamedTuple
 
 from streams.attribution.methods import Method, MethodError, Step, method_for
 from streams.claims.ledger import Ledger, effective_claims, spans
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     npi: str
     organization_id: str | None
     role: str | None
@@ -47,7 +47,20 @@ class Decision:
     unknown_npis: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies every field, and this runs on every change.
+        return {**{name: getattr(self, name) for name in _DECISION_FIELDS}, "steps": list(self.steps),
+                "candidates": [c._asdict() for c in self.candidates], "unknown_npis": list(self.unknown_npis)}
+
+
+@cache
+def _lookback_end(service_date: str, months: int) -> dt.date:
+    """The first day a service no longer counts in a lookback of ``months``; cached, since every
+    evaluation of a member walks the same service dates again."""
+    return add_months(dt.date.fromisoformat(service_date), months)
+
+
+_DECISION_FIELDS = ("member_id", "as_of", "organization_id", "npi", "method_id", "method_version", "rule", "reason",
+                    "next_review")
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -197,7 +210,7 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
         for line in claim.lines:
             if not line.npi or line.procedure_code not in step.codeset or line.service_date > day:
                 continue
-            expires = add_months(dt.date.fromisoformat(line.service_date), step.lookback_months)
+            expires = _lookback_end(line.service_date, step.lookback_months)
             if expires <= as_of:
                 continue
             review.at(expires)

@@ -1,7 +1,7 @@
 """A member's state between messages, and the step from one message to a decision.
 
-Pure functions: the attribution agent only loads the state from its table, calls :func:`apply`
-and :func:`decide`, and writes back.
+Pure functions: the attribution processor only loads the state, calls :func:`apply` and
+:func:`decide`, and keeps the result.
 """
 
 from __future__ import annotations
@@ -111,17 +111,17 @@ def decide(
 
 
 class ReviewQueue:
-    """Members to look at again on a date, earliest first. Entries are hints: the agent checks the
-    member's stored ``next_review`` before acting, so a stale entry costs one lookup."""
+    """Things (members) to look at again on a date, earliest first. Entries are hints: the caller
+    checks the member's stored ``next_review`` before acting, so a stale entry costs one lookup."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[str, str]] = []
+        self._heap: list[tuple[str, Any]] = []
 
-    def push(self, day: str | None, member_id: str) -> None:
+    def push(self, day: str | None, item: Any) -> None:
         if day:
-            heapq.heappush(self._heap, (day, member_id))
+            heapq.heappush(self._heap, (day, item))
 
-    def pop_due(self, today: dt.date) -> list[str]:
+    def pop_due(self, today: dt.date) -> list[Any]:
         due, limit = [], today.isoformat()
         while self._heap and self._heap[0][0] <= limit:
             due.append(heapq.heappop(self._heap)[1])

@@ -8,14 +8,13 @@ The ledger is plain data (dicts and lists) so that it can live in a Faust table 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.models import EligibilitySpan, MedicalClaim, PharmacyClaim
 from streams.models.claims import REPLACEMENT, VOID
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     service_date: str
     procedure_code: str | None
     npi: str | None
@@ -24,8 +23,7 @@ class Line:
     revenue_code: str | None = None
 
 
-@dataclass(frozen=True)
-class EffectiveClaim:
+class EffectiveClaim(NamedTuple):
     claim_id: str
     family_id: str
     claim_type: str
@@ -33,8 +31,7 @@ class EffectiveClaim:
     lines: tuple[Line, ...]
 
 
-@dataclass(frozen=True)
-class Fill:
+class Fill(NamedTuple):
     claim_id: str
     ndc11: str
     fill_date: str
@@ -111,8 +108,7 @@ def effective_claims(ledger: Ledger) -> list[EffectiveClaim]:
         version = ledger.claims[claim_id]
         result.append(EffectiveClaim(
             claim_id=claim_id, family_id=root, claim_type=version["t"], diagnosis_codes=tuple(version["dx"]),
-            lines=tuple(Line(service_date=d, procedure_code=p, npi=n, allowed=a, place_of_service=pos,
-                             revenue_code=rev) for d, p, n, a, pos, rev in version["l"])))
+            lines=tuple(Line(*line) for line in version["l"])))
     return result
 
 

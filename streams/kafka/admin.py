@@ -7,14 +7,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.kafka.broker import BrokerError, SilentLogger
 
 
-def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeout_s: float = 15.0) -> None:
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, timeout_s: float = 15.0,
+                  config: dict[str, str] | None = None) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": SilentLogger()})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str() if exc.args else exc}") from exc
-    missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    missing = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {})
+               for n in names if n not in existing]
     if not missing:
         return
     for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():

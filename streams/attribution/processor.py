@@ -1,0 +1,165 @@
+"""The attribution flow: each member's claims, fills, coverage and accepted disputes, re-evaluated
+on every message and on the dates their answer can change by time alone.
+
+Runs on :class:`streams.processor.StatefulProcessor` (batched checkpoints, state per partition), not
+as a Faust agent: this is the high-volume flow. The provider directory is a full copy on every
+worker; the owner of a provider's partition dead-letters invalid entries.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+
+from streams import topics
+from streams.attribution.clock import Clock
+from streams.attribution.engine import evaluate
+from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide
+from streams.claims.ledger import latest_date
+from streams.claims.validation import check_provider
+from streams.config import Settings
+from streams.deadletters import BadInput
+from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD
+from streams.models import AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
+from streams.processor import Output, StatefulProcessor
+from streams.serialization.codec import AvroCodec
+from streams.state.global_table import GlobalTable
+from streams.state.partitions import PartitionState
+
+MESSAGE_TYPES = {
+    topics.CLAIMS_MEDICAL: MedicalClaim,
+    topics.CLAIMS_PHARMACY: PharmacyClaim,
+    topics.ELIGIBILITY: EligibilitySpan,
+    topics.ATTRIBUTION_OVERRIDES: AttributionOverride,
+}
+Where = tuple[int, str]  # (partition, member id)
+
+
+class AttributionHandler:
+    def __init__(self, codec: AvroCodec, clock: Clock, sweep_interval_s: float):
+        self.codec, self.clock, self._sweep_interval = codec, clock, sweep_interval_s
+        self.providers: GlobalTable | None = None  # set once the directory has been read
+        self._reviews = ReviewQueue()
+        # Members whose claims name providers the directory does not know yet, by NPI.
+        self._waiting_for: dict[str, set[Where]] = {}
+        self._last_sweep = 0.0
+
+    def encode(self, value: MemberState) -> bytes:
+        return orjson.dumps(value.to_dict())
+
+    def decode(self, raw: bytes) -> MemberState:
+        return MemberState.from_dict(orjson.loads(raw))
+
+    def assigned(self, state: PartitionState) -> None:
+        for member_id, member in state.values.items():
+            self._reviews.push(member.next_review, (state.number, member_id))
+            latest = latest_date(member.ledger)
+            if latest:
+                self.clock.observe(dt.date.fromisoformat(latest))
+            for npi in member.unknown_npis:
+                self._waiting_for.setdefault(npi, set()).add((state.number, member_id))
+
+    def revoked(self, state: PartitionState) -> None:
+        """Queued reviews and waits of the partition are left as hints: :meth:`tick` skips them."""
+
+    def process(self, message: Message, state: PartitionState, out: Output) -> None:
+        topic = message.topic()
+        if topic == topics.PROVIDERS:
+            check_provider(self.codec.decode(message.value(), Provider))  # invalid: dead-lettered here, once
+            return
+        if not message.key():
+            raise BadInput("missing_key", f"a {topic} message must be keyed by member id")
+        member_id = message.key().decode()
+        content = self.codec.decode(message.value(), MESSAGE_TYPES[topic])
+        day = check(content, dt.date.today())
+        if day:
+            self.clock.observe(day)
+        member = state.get(member_id) or MemberState()
+        apply(member, content)
+        self._decide(member_id, member, state, out)
+
+    def tick(self, states: dict[int, PartitionState], out: Output) -> None:
+        assert self.providers is not None
+        for npi in self.providers.poll():
+            for partition, member_id in sorted(self._waiting_for.pop(npi, ())):
+                self._reevaluate(states, partition, member_id, out, only_if_due=False)
+        if time.monotonic() - self._last_sweep < self._sweep_interval:
+            return
+        self._last_sweep = time.monotonic()
+        for partition, member_id in sorted(set(self._reviews.pop_due(self.clock.today()))):
+            self._reevaluate(states, partition, member_id, out, only_if_due=True)
+
+    def explain(self, states: dict[int, PartitionState], member_id: str) -> dict[str, Any] | None:
+        member = next((s.values[member_id] for s in states.values() if member_id in s.values), None)
+        if member is None or self.providers is None:
+            return None
+        return evaluate(member_id, member.ledger, self.providers.values, list(member.overrides.values()),
+                        self.clock.today()).to_dict()
+
+    def _reevaluate(self, states: dict[int, PartitionState], partition: int, member_id: str, out: Output,
+                    only_if_due: bool) -> None:
+        state = states.get(partition)
+        member = state.get(member_id) if state else None
+        if member is None:
+            return  # the partition moved to another worker, which has its own hints
+        if only_if_due and not (member.next_review and member.next_review <= self.clock.today().isoformat()):
+            return  # a stale hint: the member changed since it was queued
+        self._decide(member_id, member, state, out)
+
+    def _decide(self, member_id: str, member: MemberState, state: PartitionState, out: Output) -> None:
+        assert self.providers is not None
+        decision, change = decide(member_id, member, self.providers.values, self.clock.today(),
+                                  int(time.time() * 1000))
+        if decision.rule == "no_active_coverage" and member.ledger.claims:
+            CLAIMS_HELD.labels(reason="no_active_coverage").inc()
+        for npi in decision.unknown_npis:
+            self._waiting_for.setdefault(npi, set()).add((state.number, member_id))
+        if change:
+            out.send(topics.ATTRIBUTION_CHANGES, member_id.encode(), self.codec.encode(change))
+            ATTRIBUTION_CHANGES.labels(rule=change.rule).inc()
+        state.set(member_id, member)
+        self._reviews.push(member.next_review, (state.number, member_id))
+
+
+class AttributionFlow:
+    """The attribution processor with the provider directory it needs, started and stopped together."""
+
+    def __init__(self, settings: Settings, bootstrap: str, codec: AvroCodec):
+        self._bootstrap, self._codec = bootstrap, codec
+        self.handler = AttributionHandler(codec, Clock(settings.attribution_clock),
+                                          settings.attribution_sweep_interval_s)
+        self.processor = StatefulProcessor(
+            "attribution", bootstrap, f"{settings.app_id}-attribution",
+            [*MESSAGE_TYPES, topics.PROVIDERS], settings.topic_partitions, self.handler, codec)
+
+    def start(self) -> None:
+        self.processor.ensure_topics()
+        providers = GlobalTable(self._bootstrap, topics.PROVIDERS, self._provider)
+        providers.catch_up()  # decisions made before the directory is known would all be "no candidate"
+        self.handler.providers = providers
+        self.processor.start()
+
+    def stop(self) -> None:
+        self.processor.stop()
+        if self.handler.providers is not None:
+            self.handler.providers.close()
+
+    def explain(self, member_id: str) -> dict[str, Any] | None:
+        with self.processor.lock:
+            return self.handler.explain(self.processor.states, member_id)
+
+    def counts(self) -> dict[str, int]:
+        with self.processor.lock:
+            members = sum(len(s.values) for s in self.processor.states.values())
+        return {"members": members, "providers": len(self.handler.providers.values) if self.handler.providers else 0}
+
+    def _provider(self, raw: bytes) -> tuple[str, dict[str, Any]] | None:
+        try:
+            provider = self._codec.decode(raw, Provider)
+            check_provider(provider)
+        except BadInput:
+            return None
+        return provider.npi, provider.to_record()

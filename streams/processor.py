@@ -1,0 +1,230 @@
+"""A keyed, stateful stream processor on confluent-kafka, for the high-volume flows.
+
+Faust pays two asyncio tasks and (with a table) one changelog record per message; the claims
+flow needs far more than that allows (see README, "Performance"). This processor runs on a thread
+of its own in the worker, consumes in batches, keeps its state in memory per input partition and
+checkpoints every ``commit_interval_s``:
+
+1. everything the handler sent (changes, dead letters) is acknowledged by the broker;
+2. the state of each key changed since the last checkpoint is written to the changelog, once, and
+   acknowledged;
+3. only then are the input offsets committed.
+
+A crash anywhere in between replays input from the last commit over state that is the same or
+newer, so handlers must be idempotent (re-applying a message changes nothing, and a decision that
+was already published is not published again). That is at-least-once, the delivery contract.
+All inputs must be keyed alike and have the same partition count (co-partitioned), which the range
+assignor then hands out by partition number.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from streams import topics
+from streams.deadletters import BadInput, dead_letter, where
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import SilentLogger
+from streams.metrics import MESSAGES_IN
+from streams.serialization.codec import AvroCodec
+from streams.state.changelog import Changelog
+from streams.state.partitions import PartitionState
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """The broker did not acknowledge a write: nothing after it may be committed."""
+
+
+class Output:
+    """What a handler may do besides changing its state: send messages, dead-letter its input."""
+
+    def __init__(self, producer: Producer, codec: AvroCodec, failed: Callable[[KafkaError | None, Any], None]):
+        self._producer, self._codec, self._on_delivery = producer, codec, failed
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # the local queue is full: let librdkafka deliver some first
+                self._producer.poll(0.05)
+
+    def dead_letter(self, source: str, reason: str, detail: str, payload: bytes) -> None:
+        self.send(topics.DLQ, None, self._codec.encode(dead_letter(source, reason, detail, payload)))
+
+
+class Handler(Protocol):
+    def encode(self, value: Any) -> bytes: ...
+    def decode(self, raw: bytes) -> Any: ...
+    def assigned(self, state: PartitionState) -> None:
+        """State recovered for a partition: rebuild whatever the handler derives from it."""
+    def revoked(self, state: PartitionState) -> None: ...
+    def process(self, message: Message, state: PartitionState, out: Output) -> None: ...
+    def tick(self, states: dict[int, PartitionState], out: Output) -> None:
+        """Called between batches: work that time, not a message, makes due."""
+
+
+class StatefulProcessor:
+    def __init__(self, name: str, bootstrap: str, group_id: str, inputs: list[str], partitions: int,
+                 handler: Handler, codec: AvroCodec, commit_interval_s: float = 1.0, batch_size: int = 2000):
+        self.name, self._bootstrap, self._group_id = name, bootstrap, group_id
+        self._inputs, self._partitions, self._handler, self._codec = inputs, partitions, handler, codec
+        self._interval, self._batch = commit_interval_s, batch_size
+        self.changelog = Changelog(bootstrap, f"{group_id}-{name}-changelog", partitions)
+        self.states: dict[int, PartitionState] = {}
+        # Held while the handler runs, so other threads (the HTTP API) read state between messages.
+        self.lock = threading.RLock()
+        self.ready = threading.Event()
+        self._positions: dict[tuple[str, int], int] = {}
+        self._failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"processor-{name}", daemon=True)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._healthy = False  # False after a failure: nothing may be committed on the way out
+
+    def ensure_topics(self) -> None:
+        ensure_topics(self._bootstrap, self._inputs, self._partitions)
+        self.changelog.ensure()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._healthy = True
+                self._consume()
+            except Exception as exc:
+                self._healthy = False
+                # Offsets past the last good checkpoint were not committed: start over from there,
+                # with state recovered from the changelog, and lose nothing.
+                log.error("%s processor failed, restarting from the last checkpoint: %s", self.name, where(exc))
+                self._stop.wait(2.0)
+            finally:
+                self._close()
+
+    def _consume(self) -> None:
+        self._producer = Producer({
+            "bootstrap.servers": self._bootstrap, "acks": "all", "enable.idempotence": True,
+            "partitioner": "murmur2_random", "linger.ms": 5, "logger": SilentLogger(),
+        })
+        self._consumer = Consumer({
+            "bootstrap.servers": self._bootstrap, "group.id": self._group_id, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+            # librdkafka joins with max.poll.interval as the rebalance timeout, and the embedded broker
+            # holds a first join that long; recovery of a partition must fit in it.
+            "session.timeout.ms": 6000, "max.poll.interval.ms": 60000, "logger": SilentLogger(),
+        })
+        out = Output(self._producer, self._codec, self._delivered)
+        self._consumer.subscribe(self._inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+        last_checkpoint = time.monotonic()
+        while not self._stop.is_set():
+            for message in self._consumer.consume(self._batch, timeout=0.2):
+                if message.error():
+                    continue
+                self._process(message, out)
+            with self.lock:
+                self._handler.tick(self.states, out)
+            self._producer.poll(0)
+            if time.monotonic() - last_checkpoint >= self._interval:
+                self._checkpoint()
+                last_checkpoint = time.monotonic()
+        self._checkpoint()
+
+    def _process(self, message: Message, out: Output) -> None:
+        topic, partition = message.topic(), message.partition()
+        MESSAGES_IN.labels(topic=topic).inc()
+        state = self.states.get(partition)
+        if state is None:  # a message of a partition revoked within this batch
+            return
+        with self.lock:
+            try:
+                self._handler.process(message, state, out)
+            except BadInput as exc:
+                out.dead_letter(topic, exc.reason, exc.detail, message.value())
+            except Exception as exc:
+                log.error("unexpected error processing a message from %s: %s", topic, where(exc))
+                out.dead_letter(topic, "processing_error", f"{type(exc).__name__}: {exc}", message.value())
+        self._positions[(topic, partition)] = message.offset() + 1
+
+    def _delivered(self, err: KafkaError | None, _message: Any) -> None:
+        if err is not None:
+            self._failures.append(err.str())
+
+    def _flush(self) -> None:
+        assert self._producer is not None
+        if self._producer.flush(30) > 0:
+            raise CheckpointError("the broker did not acknowledge every write within 30 s")
+        if self._failures:
+            raise CheckpointError(f"{len(self._failures)} writes failed, first: {self._failures[0]}")
+
+    def _checkpoint(self) -> None:
+        assert self._producer is not None and self._consumer is not None
+        self._flush()  # 1. outputs
+        with self.lock:
+            changed = {number: state.take_dirty() for number, state in self.states.items()}
+        for number, values in changed.items():  # 2. state
+            for key, value in values.items():
+                self.changelog.write(self._producer, number, key, self._handler.encode(value))
+        self._flush()
+        if self._positions:  # 3. offsets
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in self._positions.items()],
+                                  asynchronous=False)
+            self._positions.clear()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        with self.lock:
+            for number in set(self.states) - numbers:
+                self._handler.revoked(self.states.pop(number))
+        new = sorted(numbers - set(self.states))
+        started = time.monotonic()
+        for number, raw in self.changelog.read(new).items() if new else ():
+            state = PartitionState(number, {key: self._handler.decode(value) for key, value in raw.items()})
+            with self.lock:
+                self.states[number] = state
+                self._handler.assigned(state)
+            log.info("%s: partition %d recovered, %d keys", self.name, number, len(raw))
+        if new:
+            log.info("%s: %d partitions recovered in %.1f s", self.name, len(new), time.monotonic() - started)
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # State is kept: in the next assignment these partitions come back to us or are dropped
+        # there, and nobody else can have processed them in between.
+        if self._healthy:
+            self._checkpoint()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Out of the group without a clean hand-over: others may have moved on, so our state is stale.
+        with self.lock:
+            for number in {tp.partition for tp in partitions} & set(self.states):
+                self._handler.revoked(self.states.pop(number))
+        self._positions.clear()
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.flush(10)
+        self._consumer = self._producer = None
+        self._failures.clear()
+        self._positions.clear()
+        with self.lock:
+            for state in self.states.values():
+                self._handler.revoked(state)
+            self.states.clear()
+        self.ready.clear()
