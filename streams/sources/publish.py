@@ -23,19 +23,34 @@ async def publish(bootstrap: str, records: Iterable[Record], schema_registry_url
     """Send every record and wait until the broker confirmed each; return how many."""
     codec = codec_for(schema_registry_url)
     producer = AsyncProducer(bootstrap)
-    pending: set[asyncio.Future] = set()
+    # Bounded, so a large file does not sit in memory as futures; a semaphore rather than
+    # asyncio.wait over the pending set, which costs the whole window per completed send.
+    room = asyncio.Semaphore(window)
+    failures: list[BaseException] = []
+    sends: set[asyncio.Task] = set()
+
+    async def send(topic: str, value: bytes, key: bytes) -> None:
+        try:
+            await producer.send(topic, value, key)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            room.release()
+
     count = 0
     try:
         for record in records:
             topic, key_field = ROUTES[type(record)]
-            pending.add(asyncio.ensure_future(
-                producer.send(topic, codec.encode(record), getattr(record, key_field).encode())))
+            await room.acquire()
+            if failures:
+                break
+            task = asyncio.ensure_future(send(topic, codec.encode(record), getattr(record, key_field).encode()))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
             count += 1
-            if len(pending) >= window:  # bounded, so a large file does not sit in memory as futures
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for f in done:
-                    f.result()
-        await asyncio.gather(*pending)
+        await asyncio.gather(*sends)
     finally:
         producer.close()
+    if failures:
+        raise failures[0]
     return count
