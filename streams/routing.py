@@ -1,5 +1,9 @@
-"""Routing: attribution changes keep a member → organization table; alerts are
-sent to the organization the member is attributed to at the time of the alert."""
+"""Routing: an alert goes to the organization its member is attributed to at the time of the alert.
+
+The current attribution is read from SQL, where sinks/sql/changes_sink.py keeps it from the
+attribution.changes topic: every worker sees all of it, and the stream of changes (thousands a
+second while claims load) is not consumed a second time here.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -9,29 +13,20 @@ import faust
 from sinks.webhooks.payloads import alert_body
 from streams import topics
 from streams.metrics import ALERTS_ROUTED
-from streams.models import Alert, AttributionChange
+from streams.models import Alert
 from streams.pipeline import Pipeline
 
 
 def register(p: Pipeline) -> None:
-    # Co-partitioned with alerts (both keyed by member), so the lookup below is local.
-    attributed = p.table("attributed")
-
-    async def record_change(event: faust.EventT) -> None:
-        # SQL history is written by sinks/sql/changes_sink.py, in batches; this keeps routing current.
-        change = p.codec.decode(event.value, AttributionChange)
-        if change.new_organization_id:
-            attributed[change.member_id] = change.new_organization_id
-        else:
-            attributed.pop(change.member_id, None)
+    def route_and_store(alert: Alert) -> bool:
+        current = p.store.attribution.current(alert.member_id) if alert.member_id else None
+        alert.organization_id = current.organization_id if current else None
+        ALERTS_ROUTED.labels(routed="yes" if alert.organization_id else "no").inc()
+        return p.store.save_alert(alert, alert_body)
 
     async def route_alert(event: faust.EventT) -> None:
-        alert = p.codec.decode(event.value, Alert)
-        alert.organization_id = attributed.get(alert.member_id) if alert.member_id else None
-        ALERTS_ROUTED.labels(routed="yes" if alert.organization_id else "no").inc()
         # Stored (alert and its pending deliveries) before the offset moves on: at-least-once.
-        if await asyncio.to_thread(p.store.save_alert, alert, alert_body):
+        if await asyncio.to_thread(route_and_store, p.codec.decode(event.value, Alert)):
             p.dispatcher.wake()
 
-    p.agent(p.topic(topics.ATTRIBUTION_CHANGES), record_change)
     p.agent(p.topic(topics.ALERTS), route_alert)

@@ -59,7 +59,7 @@ def register(p: Pipeline) -> None:
             "assigned_partitions": len(assigned),
             "visits": dict(Counter(v["status"] for v in visits.values() if v)),
             **p.attribution.counts(),
-            "attributed": len(p.tables["attributed"]),
+            "attributed": await asyncio.to_thread(store.attributed_count),  # stored, as routing reads it
         })
 
     @app.page("/attribution/{member_id}")

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,6 +84,11 @@ class AttributionStore:
         with self._session() as s:
             return list(s.scalars(select(AttributionPeriod).where(AttributionPeriod.member_id == member_id)
                                   .order_by(AttributionPeriod.id)))
+
+    def attributed_count(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(AttributionCurrent).where(
+                AttributionCurrent.organization_id.is_not(None))) or 0
 
     def members_of(self, organization_id: str) -> list[AttributionCurrent]:
         with self._session() as s:

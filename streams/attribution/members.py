@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from streams.attribution.engine import Decision, evaluate
 from streams.claims import validation
@@ -101,7 +102,7 @@ def decide(
             rule=decision.rule,
             reason=decision.reason,
             effective_date=decision.as_of,
-            explanation=json.dumps(decision.to_dict(), sort_keys=True),
+            explanation=orjson.dumps(decision.to_dict(), option=orjson.OPT_SORT_KEYS).decode(),
             changed_at_ms=now_ms,
         )
     state.organization_id, state.npi = decision.organization_id, decision.npi
