@@ -18,16 +18,18 @@ from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
 from streams.adt import agents as adt_agents
-from streams.attribution.processor import AttributionFlow
+from streams.attribution.processor import attribution_process
+from streams.child import ChildProcess
 from streams.config import Settings
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
 
 
 class ThreadService(mode.Service):
-    """Runs something that consumes on threads of its own (a sink, a processor) with the worker."""
+    """Runs something that consumes on threads or processes of its own (a sink, a processor) with
+    the worker."""
 
-    def __init__(self, runner: AttributionChangesSink | AttributionFlow, **kwargs: Any):
+    def __init__(self, runner: AttributionChangesSink | ChildProcess, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
 
@@ -76,7 +78,7 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     codec = codec_for(settings.schema_registry_url)
     changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec,
                                           settings.topic_partitions)
-    attribution = AttributionFlow(settings, bootstrap, codec)
+    attribution = attribution_process(settings, bootstrap)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
                         attribution=attribution,
                         services=[DispatcherService(dispatcher), ThreadService(changes_sink),

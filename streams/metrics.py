@@ -1,7 +1,9 @@
 """Prometheus metrics. Labels are bounded sets (topics, reason codes, outcomes), never member data."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 MESSAGES_IN = Counter("gapstream_messages_in_total", "Messages consumed, per topic", ["topic"])
 DEAD_LETTERS = Counter("gapstream_dead_letters_total", "Inputs sent to the dead-letter topic", ["source", "reason"])
@@ -18,3 +20,27 @@ MLLP_MESSAGES = Counter("gapstream_mllp_messages_total", "HL7 messages answered 
 ATTRIBUTION_CHANGES = Counter("gapstream_attribution_changes_total",
                               "Members whose attributed organization or provider changed", ["rule"])
 CLAIMS_HELD = Counter("gapstream_claims_held_total", "Claims kept but not yet usable, by why", ["reason"])
+
+
+class _Families:
+    def __init__(self, families: list[Metric]):
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def exposition(children: dict[str, bytes]) -> bytes:
+    """This process's metrics with those of its child processes (by name), as one exposition: a
+    family in several processes gets all their samples, and the per-process families (memory, CPU,
+    interpreter) get a ``process`` label so that they stay apart."""
+    families = {m.name: m for m in REGISTRY.collect()}
+    for process, text in children.items():
+        for family in text_string_to_metric_families(text.decode()):
+            if family.name.startswith(("process_", "python_")):
+                family.samples = [s._replace(labels={**s.labels, "process": process}) for s in family.samples]
+            if family.name in families:
+                families[family.name].samples.extend(family.samples)
+            else:
+                families[family.name] = family
+    return generate_latest(_Families(list(families.values())))  # type: ignore[arg-type]

@@ -15,11 +15,12 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.sql.attribution import DisputeError
 from streams import topics
 from streams.attribution.lists import csv_text, entries, fhir_group
+from streams.metrics import exposition
 from streams.pipeline import Pipeline
 
 
@@ -49,7 +50,8 @@ def register(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: faust.web.Web, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type, and Prometheus' content type carries one.
-        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        children = {"attribution": await asyncio.to_thread(p.attribution.call, "metrics")}
+        return web.bytes(exposition(children), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health(web: faust.web.Web, request: Request) -> Response:
@@ -58,7 +60,7 @@ def register(p: Pipeline) -> None:
         return web.json({
             "assigned_partitions": len(assigned),
             "visits": dict(Counter(v["status"] for v in visits.values() if v)),
-            **p.attribution.counts(),
+            **await asyncio.to_thread(p.attribution.call, "counts"),
             "attributed": await asyncio.to_thread(store.attributed_count),  # stored, as routing reads it
         })
 
@@ -68,7 +70,7 @@ def register(p: Pipeline) -> None:
             """The stored decision and history (any worker), and the decision evaluated now from the
             member's state when this worker holds it, which also explains why nobody has the member."""
             current = await asyncio.to_thread(store.current, member_id)
-            live = p.attribution.explain(member_id)
+            live = await asyncio.to_thread(p.attribution.call, "explain", member_id)
             if current is None and live is None:
                 return self.json({"error": f"nothing known about member {member_id}"}, status=404)
             row = None

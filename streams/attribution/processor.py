@@ -18,6 +18,7 @@ from streams import topics
 from streams.attribution.clock import Clock
 from streams.attribution.engine import evaluate
 from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide
+from streams.child import ChildProcess
 from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
 from streams.config import Settings
@@ -25,7 +26,7 @@ from streams.deadletters import BadInput
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD
 from streams.models import AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.processor import Output, StatefulProcessor
-from streams.serialization.codec import AvroCodec
+from streams.serialization.codec import AvroCodec, codec_for
 from streams.state.global_table import GlobalTable
 from streams.state.partitions import PartitionState
 
@@ -125,10 +126,12 @@ class AttributionHandler:
 
 
 class AttributionFlow:
-    """The attribution processor with the provider directory it needs, started and stopped together."""
+    """The attribution processor with the provider directory it needs, started and stopped together.
+    Runs in a child process of the worker (see :func:`attribution_process`)."""
 
-    def __init__(self, settings: Settings, bootstrap: str, codec: AvroCodec):
-        self._bootstrap, self._codec = bootstrap, codec
+    def __init__(self, settings: Settings, bootstrap: str):
+        self._bootstrap = bootstrap
+        self._codec = codec = codec_for(settings.schema_registry_url)
         self.handler = AttributionHandler(codec, Clock(settings.attribution_clock),
                                           settings.attribution_sweep_interval_s)
         self.processor = StatefulProcessor(
@@ -163,3 +166,8 @@ class AttributionFlow:
         except BadInput:
             return None
         return provider.npi, provider.to_record()
+
+
+def attribution_process(settings: Settings, bootstrap: str) -> ChildProcess:
+    """The flow in a child process; the worker calls ``explain`` and ``counts`` on it."""
+    return ChildProcess("attribution", AttributionFlow, (settings, bootstrap), settings.log_level)

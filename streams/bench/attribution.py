@@ -103,7 +103,8 @@ def run(members: int, lines: int, seed: int = 1) -> dict:
             share = (len(feed.claims) - first_count) / len(feed.claims)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
-            result["worker_rss_mb_at_end"] = round(_metric(port, "process_resident_memory_bytes", "") / 2**20)
+            result["worker_rss_mb_at_end"] = round(sum(_metric(port, "process_resident_memory_bytes", labels) for labels
+                                                       in ("", 'process="attribution"')) / 2**20)
             result["attribution_changes"] = sum(_metric(port, "gapstream_attribution_changes_total", f'rule="{r}"')
                                                 for r in ("plurality", "member_selected_pcp", "no_candidate"))
         raw_s, raw_lines = raw_consume(broker.bootstrap, topics.CLAIMS_MEDICAL, len(feed.claims))

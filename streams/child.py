@@ -1,0 +1,101 @@
+"""A flow run in a child process of the worker, with its own interpreter lock.
+
+The claims flow is CPU-bound Python; in the worker's process it would take the lock from the ADT
+agents (whose alerts are latency-sensitive) and from itself. The child is started and stopped with
+the worker, dies with it, and answers calls (an explanation, counts, its metrics) over a pipe.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from prometheus_client import REGISTRY, generate_latest
+
+from streams.kafka.broker import die_with_parent
+
+log = logging.getLogger(__name__)
+
+
+class ChildError(RuntimeError):
+    pass
+
+
+def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str) -> None:
+    die_with_parent()
+    logging.basicConfig(level=log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    flow = factory(*args)
+    try:
+        flow.start()
+        conn.send(("ok", None))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        method, call_args = conn.recv()
+        if method == "stop":
+            flow.stop()
+            conn.send(("ok", None))
+            return
+        try:
+            result = generate_latest(REGISTRY) if method == "metrics" else getattr(flow, method)(*call_args)
+            conn.send(("ok", result))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ChildProcess:
+    """``factory(*args)`` builds the flow in the child: an object with start() and stop() whose other
+    public methods the parent may :meth:`call`."""
+
+    def __init__(self, name: str, factory: Callable[..., Any], args: tuple, log_level: str = "info"):
+        self.name, self._factory, self._args, self._log_level = name, factory, args, log_level
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._lock = threading.Lock()  # one call at a time on the pipe
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        context = multiprocessing.get_context("spawn")  # not fork: the worker has threads and an event loop
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve, name=f"gapstream-{self.name}", daemon=True,
+                                        args=(self._factory, self._args, child_end, self._log_level))
+        self._process.start()
+        child_end.close()
+        if not self._conn.poll(timeout_s):
+            raise ChildError(f"{self.name} process did not start within {timeout_s:.0f} s")
+        self._result()
+
+    def call(self, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
+        if self._conn is None:
+            raise ChildError(f"{self.name} process is not running")
+        with self._lock:
+            self._conn.send((method, args))
+            if not self._conn.poll(timeout_s):
+                raise ChildError(f"{self.name} process did not answer {method} within {timeout_s:.0f} s")
+            return self._result()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        if self._process is None:
+            return
+        try:
+            self.call("stop", timeout_s=timeout_s)
+        except (ChildError, OSError, EOFError) as exc:
+            log.warning("%s process did not stop cleanly: %s", self.name, exc)
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._process = self._conn = None
+
+    def _result(self) -> Any:
+        assert self._conn is not None
+        try:
+            status, value = self._conn.recv()
+        except EOFError as exc:
+            raise ChildError(f"{self.name} process exited") from exc
+        if status == "error":
+            raise ChildError(f"{self.name}: {value}")
+        return value
