@@ -18,8 +18,7 @@ from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
 from streams.adt import agents as adt_agents
-from streams.attribution.processor import attribution_process
-from streams.child import ChildProcess
+from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
@@ -29,7 +28,7 @@ class ThreadService(mode.Service):
     """Runs something that consumes on threads or processes of its own (a sink, a processor) with
     the worker."""
 
-    def __init__(self, runner: AttributionChangesSink | ChildProcess, **kwargs: Any):
+    def __init__(self, runner: AttributionChangesSink | AttributionProcesses, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
 
@@ -78,7 +77,7 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     codec = codec_for(settings.schema_registry_url)
     changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec,
                                           settings.topic_partitions)
-    attribution = attribution_process(settings, bootstrap)
+    attribution = AttributionProcesses(settings, bootstrap)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
                         attribution=attribution,
                         services=[DispatcherService(dispatcher), ThreadService(changes_sink),

@@ -54,6 +54,8 @@ class Settings:
     attribution_clock: str = "wall"
     # How often members whose attribution may change by time alone are looked at.
     attribution_sweep_interval_s: float = 60.0
+    # Child processes running the attribution flow (it is CPU-bound): one per core by default.
+    attribution_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -85,4 +87,5 @@ def load() -> Settings:
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),
+        attribution_processes=max(1, _int("GAPSTREAM_ATTRIBUTION_PROCESSES", os.cpu_count() or 1)),
     )

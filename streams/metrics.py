@@ -1,6 +1,8 @@
 """Prometheus metrics. Labels are bounded sets (topics, reason codes, outcomes), never member data."""
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,16 +33,30 @@ class _Families:
 
 
 def exposition(children: dict[str, bytes]) -> bytes:
-    """This process's metrics with those of its child processes (by name), as one exposition: a
-    family in several processes gets all their samples, and the per-process families (memory, CPU,
-    interpreter) get a ``process`` label so that they stay apart."""
+    """This process's metrics with those of its child processes (by name), as one exposition. A
+    sample several processes report is summed (counters and histograms are all there is to sum);
+    the per-process families (memory, CPU, interpreter) get a ``process`` label instead."""
     families = {m.name: m for m in REGISTRY.collect()}
     for process, text in children.items():
         for family in text_string_to_metric_families(text.decode()):
             if family.name.startswith(("process_", "python_")):
                 family.samples = [s._replace(labels={**s.labels, "process": process}) for s in family.samples]
-            if family.name in families:
-                families[family.name].samples.extend(family.samples)
-            else:
-                families[family.name] = family
+            target = families.setdefault(family.name, family)
+            if target is not family:
+                target.samples.extend(family.samples)
+    for family in families.values():
+        family.samples = _summed(family.samples)
     return generate_latest(_Families(list(families.values())))  # type: ignore[arg-type]
+
+
+def _summed(samples: list) -> list:
+    merged: dict[tuple, Any] = {}
+    for sample in samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        if key not in merged:
+            merged[key] = sample
+        elif sample.name.endswith("_created"):  # when the series started: the earliest
+            merged[key] = merged[key]._replace(value=min(merged[key].value, sample.value))
+        else:
+            merged[key] = merged[key]._replace(value=merged[key].value + sample.value)
+    return list(merged.values())

@@ -11,7 +11,7 @@ import mode
 from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import topics
-from streams.child import ChildProcess
+from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
 from streams.deadletters import BadInput, dead_letter, where
 from streams.metrics import MESSAGES_IN
@@ -28,7 +28,7 @@ class Pipeline:
     codec: AvroCodec
     store: Store
     dispatcher: Dispatcher
-    attribution: ChildProcess  # streams/attribution/processor.py, in a process of its own
+    attribution: AttributionProcesses  # in processes of their own
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)
     _topics: dict[tuple[str, ...], faust.TopicT] = field(default_factory=dict)

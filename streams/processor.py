@@ -187,6 +187,7 @@ class StatefulProcessor:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
+        log.info("%s: assigned partitions %s", self.name, sorted(numbers))
         with self.lock:
             for number in set(self.states) - numbers:
                 self._handler.revoked(self.states.pop(number))
@@ -205,11 +206,13 @@ class StatefulProcessor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # State is kept: in the next assignment these partitions come back to us or are dropped
         # there, and nobody else can have processed them in between.
+        log.info("%s: partitions %s revoked", self.name, sorted({tp.partition for tp in partitions}))
         if self._healthy:
             self._checkpoint()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Out of the group without a clean hand-over: others may have moved on, so our state is stale.
+        log.warning("%s: partitions %s lost", self.name, sorted({tp.partition for tp in partitions}))
         with self.lock:
             for number in {tp.partition for tp in partitions} & set(self.states):
                 self._handler.revoked(self.states.pop(number))

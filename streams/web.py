@@ -50,7 +50,7 @@ def register(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: faust.web.Web, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type, and Prometheus' content type carries one.
-        children = {"attribution": await asyncio.to_thread(p.attribution.call, "metrics")}
+        children = await asyncio.to_thread(p.attribution.metrics)
         return web.bytes(exposition(children), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
@@ -60,7 +60,7 @@ def register(p: Pipeline) -> None:
         return web.json({
             "assigned_partitions": len(assigned),
             "visits": dict(Counter(v["status"] for v in visits.values() if v)),
-            **await asyncio.to_thread(p.attribution.call, "counts"),
+            **await asyncio.to_thread(p.attribution.counts),
             "attributed": await asyncio.to_thread(store.attributed_count),  # stored, as routing reads it
         })
 
@@ -70,7 +70,7 @@ def register(p: Pipeline) -> None:
             """The stored decision and history (any worker), and the decision evaluated now from the
             member's state when this worker holds it, which also explains why nobody has the member."""
             current = await asyncio.to_thread(store.current, member_id)
-            live = await asyncio.to_thread(p.attribution.call, "explain", member_id)
+            live = await asyncio.to_thread(p.attribution.explain, member_id)
             if current is None and live is None:
                 return self.json({"error": f"nothing known about member {member_id}"}, status=404)
             row = None

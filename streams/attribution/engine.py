@@ -76,9 +76,9 @@ def organization_of(provider: Mapping[str, Any]) -> str | None:
     return f"TIN:{provider['tin']}" if provider.get("tin") else None
 
 
-def _active(provider: Mapping[str, Any], on: dt.date) -> bool:
+def _active(provider: Mapping[str, Any], day: str) -> bool:
     start, end = provider.get("active_from"), provider.get("active_to")
-    return (not start or start[:10] <= on.isoformat()) and (not end or on.isoformat() <= end[:10])
+    return (not start or start[:10] <= day) and (not end or day <= end[:10])
 
 
 @dataclass
@@ -193,7 +193,7 @@ def _selected_pcp(step: Step, span, providers, excluded, as_of, review) -> tuple
         return None, None, f"selected PCP {npi} is not in the provider directory"
     if provider.get("active_to"):
         review.at(dt.date.fromisoformat(provider["active_to"][:10]) + dt.timedelta(days=1))
-    if not _active(provider, as_of):
+    if not _active(provider, as_of.isoformat()):
         return None, None, f"selected PCP {npi} is not active on {as_of}"
     if provider.get("role") not in step.eligible_roles:
         return None, None, f"selected PCP {npi} has role {provider.get('role')}, not eligible"
@@ -218,7 +218,7 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
             s.dates.add(line.service_date)
             s.allowed += line.allowed
     unknown = tuple(sorted(npi for npi in stats if npi not in providers))
-    tiers = {role: i for i, tier in enumerate(step.role_tiers) for role in tier}
+    tiers = step.tier_of
     rows = []
     for npi, s in stats.items():
         provider = providers.get(npi, {})
@@ -226,7 +226,7 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
         note = ""
         if not provider:
             note = "not in the provider directory"
-        elif not _active(provider, as_of):
+        elif not _active(provider, day):
             note = f"not active on {as_of}"
         elif role not in tiers:
             note = f"role {role} not eligible"

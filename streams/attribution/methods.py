@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from streams.codesets import RULES, CodeSet, codeset
 
@@ -25,6 +25,11 @@ class Step:
     lookback_months: int = 24
     role_tiers: tuple[tuple[str, ...], ...] = ()
     tie_break: tuple[str, ...] = ("most_recent_visit", "npi")
+
+    @cached_property
+    def tier_of(self) -> dict[str, int]:
+        """Role → index of its tier (0 is considered first)."""
+        return {role: i for i, tier in enumerate(self.role_tiers) for role in tier}
 
 
 @dataclass(frozen=True)

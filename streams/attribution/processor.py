@@ -112,6 +112,7 @@ class AttributionHandler:
 
     def _decide(self, member_id: str, member: MemberState, state: PartitionState, out: Output) -> None:
         assert self.providers is not None
+        queued = member.next_review
         decision, change = decide(member_id, member, self.providers.values, self.clock.today(),
                                   int(time.time() * 1000))
         if decision.rule == "no_active_coverage" and member.ledger.claims:
@@ -122,7 +123,8 @@ class AttributionHandler:
             out.send(topics.ATTRIBUTION_CHANGES, member_id.encode(), self.codec.encode(change))
             ATTRIBUTION_CHANGES.labels(rule=change.rule).inc()
         state.set(member_id, member)
-        self._reviews.push(member.next_review, (state.number, member_id))
+        if member.next_review != queued:  # an unchanged date is queued already
+            self._reviews.push(member.next_review, (state.number, member_id))
 
 
 class AttributionFlow:
@@ -168,6 +170,30 @@ class AttributionFlow:
         return provider.npi, provider.to_record()
 
 
-def attribution_process(settings: Settings, bootstrap: str) -> ChildProcess:
-    """The flow in a child process; the worker calls ``explain`` and ``counts`` on it."""
-    return ChildProcess("attribution", AttributionFlow, (settings, bootstrap), settings.log_level)
+class AttributionProcesses:
+    """The flow in ``GAPSTREAM_ATTRIBUTION_PROCESSES`` child processes of the worker, members of one
+    consumer group that share the partitions: the flow is CPU-bound, so one per core."""
+
+    def __init__(self, settings: Settings, bootstrap: str):
+        self.children = [ChildProcess(f"attribution-{i}", AttributionFlow, (settings, bootstrap), settings.log_level)
+                         for i in range(settings.attribution_processes)]
+
+    def start(self) -> None:
+        for child in self.children:
+            child.start()
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+
+    def explain(self, member_id: str) -> dict[str, Any] | None:
+        """From whichever process holds the member's partition."""
+        return next((found for child in self.children if (found := child.call("explain", member_id))), None)
+
+    def counts(self) -> dict[str, int]:
+        each = [child.call("counts") for child in self.children]
+        # Members are split between the processes; each holds the whole directory.
+        return {"members": sum(c["members"] for c in each), "providers": max(c["providers"] for c in each)}
+
+    def metrics(self) -> dict[str, bytes]:
+        return {child.name: child.call("metrics") for child in self.children}

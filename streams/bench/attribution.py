@@ -39,12 +39,20 @@ def _metric(port: int, name: str, labels: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def _resident_bytes(port: int) -> float:
+    """The worker's and its child processes' resident memory."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(v) for v in re.findall(r"^process_resident_memory_bytes(?:{[^}]*})? ([0-9.e+]+)$", text, re.M))
+
+
 @contextlib.contextmanager
-def _worker(env: dict[str, str]) -> Iterator[int]:
+def _worker(env: dict[str, str], log: Path) -> Iterator[int]:
     port = free_port()
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
-                              env={**env, "GAPSTREAM_WEB_PORT": str(port)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    with open(log, "ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                  env={**env, "GAPSTREAM_WEB_PORT": str(port)},
+                                  stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     try:
         yield port
     finally:
@@ -52,9 +60,19 @@ def _worker(env: dict[str, str]) -> Iterator[int]:
         worker.wait(60)
 
 
-def _wait_for_count(port: int, topic: str, count: int) -> tuple[float, float]:
+class BenchError(RuntimeError):
+    pass
+
+
+def _wait_for_count(port: int, topic: str, count: int, log: Path, stall_s: float = 180.0) -> tuple[float, float]:
     """When the worker had consumed at least ``count`` messages of ``topic``, and how many exactly."""
+    last, last_progress = -1.0, time.monotonic()
     while (done := _metric(port, "gapstream_messages_in_total", f'topic="{topic}"')) < count:
+        if done > last:
+            last, last_progress = done, time.monotonic()
+        elif time.monotonic() - last_progress > stall_s:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise BenchError(f"no progress on {topic} for {stall_s:.0f} s at {done:.0f}/{count}; worker log:\n{tail}")
         time.sleep(0.5)  # /metrics is not free for the worker
     return time.perf_counter(), done
 
@@ -84,27 +102,27 @@ def run(members: int, lines: int, seed: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp, embedded_broker(Path(tmp) / "broker.log") as broker:
         ensure_topics(broker.bootstrap, topics.INGRESS_TOPICS, 4)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "GAPSTREAM_DATA_DIR": tmp,
-               "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "warn"}
+               "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "info"}
         env.pop("DATABASE_URL", None)
         # Coverage first, and processed, so that claims meet known members.
-        with _worker(env) as port:
+        log = Path(tmp) / "worker.log"
+        with _worker(env, log) as port:
             asyncio.run(publish(broker.bootstrap, [*feed.providers, *feed.spans]))
-            _wait_for_count(port, topics.ELIGIBILITY, members)
+            _wait_for_count(port, topics.ELIGIBILITY, members, log)
         # Then the claims as a backlog, with no worker running: the worker is measured draining it
         # alone, not sharing the two cores with the publisher.
         started = time.perf_counter()
         asyncio.run(publish(broker.bootstrap, feed.claims))
         result["publish_claims_per_s"] = round(len(feed.claims) / (time.perf_counter() - started))
-        with _worker(env) as port:
+        with _worker(env, log) as port:
             # Timed from the first claim processed: the restart (state recovery, group join) is not in it.
-            first_at, first_count = _wait_for_count(port, topics.CLAIMS_MEDICAL, 1)
-            _wait_for_count(port, topics.CLAIMS_MEDICAL, len(feed.claims))
+            first_at, first_count = _wait_for_count(port, topics.CLAIMS_MEDICAL, 1, log)
+            _wait_for_count(port, topics.CLAIMS_MEDICAL, len(feed.claims), log)
             elapsed = time.perf_counter() - first_at
             share = (len(feed.claims) - first_count) / len(feed.claims)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
-            result["worker_rss_mb_at_end"] = round(sum(_metric(port, "process_resident_memory_bytes", labels) for labels
-                                                       in ("", 'process="attribution"')) / 2**20)
+            result["worker_rss_mb_at_end"] = round(_resident_bytes(port) / 2**20)
             result["attribution_changes"] = sum(_metric(port, "gapstream_attribution_changes_total", f'rule="{r}"')
                                                 for r in ("plurality", "member_selected_pcp", "no_candidate"))
         raw_s, raw_lines = raw_consume(broker.bootstrap, topics.CLAIMS_MEDICAL, len(feed.claims))
