@@ -119,6 +119,8 @@ class StatefulProcessor:
         self._producer = Producer({
             "bootstrap.servers": self._bootstrap, "acks": "all", "enable.idempotence": True,
             "partitioner": "murmur2_random", "linger.ms": 5, "logger": SilentLogger(),
+            # Member state is repetitive JSON: compressed, the broker stores and serves a fraction.
+            "compression.type": "lz4",
         })
         self._consumer = Consumer({
             "bootstrap.servers": self._bootstrap, "group.id": self._group_id, "enable.auto.commit": False,

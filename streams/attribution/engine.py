@@ -96,6 +96,7 @@ class _Review:
 class _Stats:
     dates: set[str] = field(default_factory=set)
     allowed: float = 0.0
+    last: str = ""  # the latest of ``dates``, kept as they are added
 
 
 def evaluate(member_id: str, ledger: Ledger, providers: Mapping[str, Mapping[str, Any]],
@@ -214,9 +215,11 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
             if expires <= as_of:
                 continue
             review.at(expires)
-            s = stats.setdefault(line.npi, _Stats())
+            s = stats.get(line.npi) or stats.setdefault(line.npi, _Stats())
             s.dates.add(line.service_date)
             s.allowed += line.allowed
+            if line.service_date > s.last:
+                s.last = line.service_date
     unknown = tuple(sorted(npi for npi in stats if npi not in providers))
     tiers = step.tier_of
     rows = []
@@ -239,7 +242,7 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
     rank = {r[1]: i + 1 for i, r in enumerate(ranked)}
     candidates = tuple(sorted(
         (Candidate(npi=npi, organization_id=org, role=role, visits=len(s.dates), allowed_amount=round(s.allowed, 2),
-                   last_visit=max(s.dates), eligible=tier is not None, note=note or (
+                   last_visit=s.last, eligible=tier is not None, note=note or (
                        "" if tier == best_tier else f"tier {tier + 1} not reached"), rank=rank.get(npi))
          for tier, npi, org, role, s, note in rows),
         key=lambda c: (c.rank is None, c.rank or 0, c.npi)))
@@ -272,10 +275,15 @@ def _sort_key(step: Step, npi: str, s: _Stats) -> tuple:
     key: list = [-measure]
     for rule in step.tie_break:
         if rule == "most_recent_visit":
-            key.append(-dt.date.fromisoformat(max(s.dates)).toordinal())
+            key.append(-_ordinal(s.last))
         elif rule == "npi":
             key.append(npi)
     return tuple(key)
+
+
+@cache
+def _ordinal(day: str) -> int:
+    return dt.date.fromisoformat(day).toordinal()
 
 
 def _iso(day: dt.date | None) -> str | None:

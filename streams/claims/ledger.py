@@ -104,7 +104,9 @@ def effective_claims(ledger: Ledger) -> list[EffectiveClaim]:
     for root, members in sorted(families.items()):
         if any(ledger.claims[c]["f"] == VOID for c, _ in members):
             continue
-        claim_id, _ = max(members, key=lambda m: (ledger.claims[m[0]]["a"], m[1], m[0]))
+        # The latest adjudicated version, else the deepest correction; most families are one claim.
+        claim_id = members[0][0] if len(members) == 1 else max(
+            members, key=lambda m: (ledger.claims[m[0]]["a"], m[1], m[0]))[0]
         version = ledger.claims[claim_id]
         result.append(EffectiveClaim(
             claim_id=claim_id, family_id=root, claim_type=version["t"], diagnosis_codes=tuple(version["dx"]),

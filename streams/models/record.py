@@ -22,9 +22,14 @@ class Record:
 
     @classmethod
     def from_record(cls: type[R], data: dict[str, Any]) -> R:
-        # Converters are worked out once per class from the type hints; this runs for every message read.
-        return cls(**{name: convert(data[name]) if convert else data[name]
-                      for name, convert in _converters(cls) if name in data})
+        # Converters are worked out once per class from the type hints; this runs for every message
+        # read, so only the fields that need one are touched.
+        converted = {name: convert(data[name]) for name, convert in _converters(cls) if name in data}
+        try:
+            return cls(**({**data, **converted} if converted else data))
+        except TypeError:  # fields this version does not know (a newer writer): leave them out
+            known = _field_names(cls)
+            return cls(**{k: v for k, v in {**data, **converted}.items() if k in known})
 
 
 @cache
@@ -41,9 +46,11 @@ def _plain(value: Any) -> Any:
 
 
 @cache
-def _converters(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+def _converters(cls: type) -> tuple[tuple[str, Converter], ...]:
+    """The fields whose Avro value is not usable as it is, with their converter."""
     hints = typing.get_type_hints(cls)
-    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
+    pairs = ((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
+    return tuple((name, convert) for name, convert in pairs if convert is not None)
 
 
 def _converter(hint: Any) -> Converter | None:
