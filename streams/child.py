@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -26,6 +27,8 @@ class ChildError(RuntimeError):
 
 def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str) -> None:
     die_with_parent()
+    # Ctrl-C reaches the whole process group; the worker stops its children in order instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     flow = factory(*args)
     try:

@@ -267,12 +267,14 @@ def bench() -> None:
 @click.option("--members", type=int, default=100_000, show_default=True)
 @click.option("--lines", type=int, default=1_000_000, show_default=True, help="Claim lines in all.")
 @click.option("--seed", type=int, default=1, show_default=True)
-def bench_attribution(members: int, lines: int, seed: int) -> None:
+@click.option("--processes", type=int, default=1, show_default=True,
+              help="GAPSTREAM_ATTRIBUTION_PROCESSES of the worker under test.")
+def bench_attribution(members: int, lines: int, seed: int, processes: int) -> None:
     """Claim lines through decoding, corrections and attribution on one worker."""
     from streams.bench.attribution import run
 
     _stop_on_signals()
-    result = run(members, lines, seed)
+    result = run(members, lines, seed, processes)
     for key, value in result.items():
         click.echo(f"{key:<34} {value}")
     click.echo(json.dumps(result))

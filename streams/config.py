@@ -54,8 +54,10 @@ class Settings:
     attribution_clock: str = "wall"
     # How often members whose attribution may change by time alone are looked at.
     attribution_sweep_interval_s: float = 60.0
-    # Child processes running the attribution flow (it is CPU-bound): one per core by default.
-    attribution_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Child processes running the attribution flow, members of one consumer group. It is CPU-bound,
+    # so on Apache Kafka one per core; 1 by default because the embedded Tansu build can leave a
+    # group of several members without assignments (nisshi-io/nisshi#625).
+    attribution_processes: int = 1
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -87,5 +89,5 @@ def load() -> Settings:
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),
-        attribution_processes=max(1, _int("GAPSTREAM_ATTRIBUTION_PROCESSES", os.cpu_count() or 1)),
+        attribution_processes=max(1, _int("GAPSTREAM_ATTRIBUTION_PROCESSES", 1)),
     )

@@ -95,14 +95,15 @@ def raw_consume(bootstrap: str, topic: str, expected: int) -> tuple[float, int]:
     return elapsed, lines
 
 
-def run(members: int, lines: int, seed: int = 1) -> dict:
+def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
     feed = claims_feed(members, lines, AS_OF, seed)
-    result: dict = {"members": members, "claims": len(feed.claims), "claim_lines": feed.lines,
-                    "providers": len(feed.providers)}
+    result: dict = {"attribution_processes": processes, "members": members, "claims": len(feed.claims),
+                    "claim_lines": feed.lines, "providers": len(feed.providers)}
     with tempfile.TemporaryDirectory() as tmp, embedded_broker(Path(tmp) / "broker.log") as broker:
         ensure_topics(broker.bootstrap, topics.INGRESS_TOPICS, 4)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "GAPSTREAM_DATA_DIR": tmp,
-               "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "info"}
+               "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "info",
+               "GAPSTREAM_ATTRIBUTION_PROCESSES": str(processes)}
         env.pop("DATABASE_URL", None)
         # Coverage first, and processed, so that claims meet known members.
         log = Path(tmp) / "worker.log"
