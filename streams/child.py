@@ -6,6 +6,7 @@ the worker, dies with it, and answers calls (an explanation, counts, its metrics
 """
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -29,6 +30,9 @@ def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level
     die_with_parent()
     # Ctrl-C reaches the whole process group; the worker stops its children in order instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A flow holds a large, long-lived heap of member state and allocates a little per message: at the
+    # default threshold (700) the collector runs every few messages and costs ~15% of the time.
+    gc.set_threshold(10_000, 20, 10)
     logging.basicConfig(level=log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     flow = factory(*args)
     try:

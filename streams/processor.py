@@ -18,6 +18,7 @@ assignor then hands out by partition number.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -203,6 +204,8 @@ class StatefulProcessor:
             log.info("%s: partition %d recovered, %d keys", self.name, number, len(raw))
         if new:
             log.info("%s: %d partitions recovered in %.1f s", self.name, len(new), time.monotonic() - started)
+            # Recovered state lives long and has no reference cycles: keep the collector off it.
+            gc.freeze()
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
