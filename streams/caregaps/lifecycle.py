@@ -1,0 +1,127 @@
+"""The life of one care gap: opened by a triggering event, closed by evidence dated inside its
+window, missed when the deadline passes, re-opened when the closing evidence is voided.
+
+Event time decides, not arrival time: a claim that arrives after the deadline but whose service
+date was inside the window closes the gap (and the gap records that it closed late). Pure
+functions: :func:`apply` takes the gap, one fact and the date, and returns the new gap with the
+events to publish, so the agent that drives it only loads, applies and stores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source: str  # claim | fill | adt
+    id: str
+    service_date: dt.date
+
+
+@dataclass(frozen=True)
+class Gap:
+    measure_id: str
+    trigger_id: str  # what opened it (an ED visit, a discharge) or the measurement year
+    window_start: dt.date
+    due: dt.date  # last day evidence may be dated
+    status: Status
+    due_soon_sent: bool = False
+    evidence: tuple[Evidence, ...] = ()  # what closed it, and any further evidence in the window
+    closed_late: bool = False  # closed by evidence that arrived after the deadline
+
+
+@dataclass(frozen=True)
+class Opened:
+    measure_id: str
+    trigger_id: str
+    window_start: dt.date
+    due: dt.date
+
+
+@dataclass(frozen=True)
+class EvidenceAdded:
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class EvidenceVoided:
+    source: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passing: due-soon warnings and deadlines."""
+
+
+Fact = Opened | EvidenceAdded | EvidenceVoided | Tick
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    kind: str  # gap.opened | gap.due_soon | gap.closed | gap.missed
+    gap: Gap
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -> tuple[Gap | None, list[GapEvent]]:
+    if isinstance(fact, Opened):
+        if gap is not None:
+            return gap, []  # the same trigger again (a repeated ADT message): nothing new
+        return _settle(Gap(fact.measure_id, fact.trigger_id, fact.window_start, fact.due, Status.OPEN),
+                       today, due_soon_days, [("gap.opened", {})])
+    if gap is None:
+        return None, []
+    if isinstance(fact, EvidenceAdded):
+        e = fact.evidence
+        if not gap.window_start <= e.service_date <= gap.due or e in gap.evidence:
+            return gap, []
+        gap = dataclasses.replace(gap, evidence=(*gap.evidence, e))
+        if gap.status in (Status.OPEN, Status.MISSED):
+            late = today > gap.due
+            closed = dataclasses.replace(gap, status=Status.CLOSED, closed_late=late)
+            return closed, [GapEvent("gap.closed", closed, {"evidence": e.id, **({"late": "true"} if late else {})})]
+        return gap, []
+    if isinstance(fact, EvidenceVoided):
+        remaining = tuple(e for e in gap.evidence if (e.source, e.id) != (fact.source, fact.id))
+        if remaining == gap.evidence:
+            return gap, []
+        gap = dataclasses.replace(gap, evidence=remaining)
+        if gap.status == Status.CLOSED and not remaining:
+            reopened = dataclasses.replace(gap, status=Status.OPEN, closed_late=False, due_soon_sent=False)
+            return _settle(reopened, today, due_soon_days, [("gap.opened", {"reopened_by_void": fact.id})])
+        return gap, []
+    return _settle(gap, today, due_soon_days, [])
+
+
+def _settle(gap: Gap, today: dt.date, due_soon_days: int,
+            pending: list[tuple[str, dict]]) -> tuple[Gap, list[GapEvent]]:
+    """Bring an open gap up to date with the calendar: a warning when the deadline is near, missed
+    once it has passed."""
+    events = [GapEvent(kind, gap, detail) for kind, detail in pending]
+    if gap.status != Status.OPEN:
+        return gap, events
+    if today > gap.due:
+        gap = dataclasses.replace(gap, status=Status.MISSED)
+        events.append(GapEvent("gap.missed", gap))
+    elif not gap.due_soon_sent and today >= gap.due - dt.timedelta(days=due_soon_days):
+        gap = dataclasses.replace(gap, due_soon_sent=True)
+        events.append(GapEvent("gap.due_soon", gap))
+    return gap, events
+
+
+def next_wakeup(gap: Gap, due_soon_days: int = 2) -> dt.date | None:
+    """The date :func:`apply` with a :class:`Tick` would change this gap, for the agent's timers."""
+    if gap.status != Status.OPEN:
+        return None
+    warn = gap.due - dt.timedelta(days=due_soon_days)
+    return warn if not gap.due_soon_sent else gap.due + dt.timedelta(days=1)
