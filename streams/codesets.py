@@ -17,11 +17,18 @@ class CodeSet:
     source: str
     codes: frozenset[str]
     ranges: tuple[tuple[str, str], ...]
+    # Named groups of code prefixes, for diagnosis categories: {"heart_failure": ("I50",)} holds I50.9
+    # and I5022. Written without dots; codes are compared without them.
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __contains__(self, code: object) -> bool:
         if not isinstance(code, str) or not code:
             return False
-        return code in self.codes or _in_ranges(self.ranges, code)
+        return code in self.codes or _in_ranges(self.ranges, code) or self.group_of(code) is not None
+
+    def group_of(self, code: str) -> str | None:
+        """The group whose prefix the code starts with, if any."""
+        return _group_of(self.groups, code.replace(".", "").upper()) if self.groups else None
 
 
 @cache
@@ -29,6 +36,11 @@ def _in_ranges(ranges: tuple[tuple[str, str], ...], code: str) -> bool:
     # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215). Cached: the
     # engine asks about the same few hundred codes for every claim line.
     return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in ranges)
+
+
+@cache
+def _group_of(groups: tuple[tuple[str, tuple[str, ...]], ...], code: str) -> str | None:
+    return next((name for name, prefixes in groups if code.startswith(prefixes)), None)
 
 
 class UnknownCodeSet(KeyError):
@@ -42,4 +54,5 @@ def codeset(name: str) -> CodeSet:
         raise UnknownCodeSet(f"no code set {name!r} in {path.parent}")
     data = tomllib.loads(path.read_text())
     return CodeSet(id=data["id"], version=data["version"], title=data["title"], source=data["source"].strip(),
-                   codes=frozenset(data.get("codes", [])), ranges=tuple(tuple(r) for r in data.get("ranges", [])))
+                   codes=frozenset(data.get("codes", [])), ranges=tuple(tuple(r) for r in data.get("ranges", [])),
+                   groups=tuple((name, tuple(prefixes)) for name, prefixes in data.get("groups", {}).items()))

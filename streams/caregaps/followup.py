@@ -1,0 +1,77 @@
+"""Event-triggered follow-up measures (FMC and its kind): whether an ED visit or a discharge opens
+a gap for the member, what evidence in the claims closes it, and what excludes it afterwards.
+
+Pure functions of a measure definition and the member's facts; the agent turns their answers into
+:mod:`streams.caregaps.lifecycle` facts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from streams.caregaps.lifecycle import Evidence, Opened
+from streams.caregaps.measures import Measure
+from streams.claims.ledger import EffectiveClaim
+
+
+@dataclass(frozen=True)
+class Trigger:
+    id: str  # the visit's stable id (facility and visit number)
+    day: dt.date
+
+
+@dataclass(frozen=True)
+class Applicability:
+    applies: bool
+    reason: str
+
+
+def _age_on(birth: dt.date, day: dt.date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _claim_date(claim: EffectiveClaim) -> dt.date:
+    return min(dt.date.fromisoformat(line.service_date) for line in claim.lines)
+
+
+def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, product_line: str | None,
+            claims: Iterable[EffectiveClaim]) -> Applicability:
+    """Whether the trigger puts the member in the measure's denominator, and why (or why not)."""
+    den = measure.denominator
+    age = _age_on(birth_date, trigger.day)
+    if den.min_age is not None and age < den.min_age or den.max_age is not None and age > den.max_age:
+        return Applicability(False, f"age {age} on {trigger.day} is outside the measure's ages")
+    if product_line not in den.product_lines:
+        return Applicability(False, f"product line {product_line} is not in {', '.join(den.product_lines)}")
+    if den.conditions is not None:
+        since = dt.date(trigger.day.year - 1, 1, 1)  # event year and prior year, the only lookback so far
+        groups = {den.conditions.group_of(code) for claim in claims if claim.lines
+                  and since <= _claim_date(claim) <= trigger.day for code in claim.diagnosis_codes}
+        groups.discard(None)
+        if len(groups) < den.conditions_at_least:
+            return Applicability(False, f"{len(groups)} of {den.conditions_at_least} required condition groups "
+                                        f"({', '.join(sorted(groups)) or 'none'}) since {since}")
+        return Applicability(True, f"conditions: {', '.join(sorted(groups))}")
+    return Applicability(True, "age and product line")
+
+
+def opened(measure: Measure, trigger: Trigger) -> Opened:
+    return Opened(measure.id, trigger.id, trigger.day, trigger.day + dt.timedelta(days=measure.within_days))
+
+
+def evidence(measure: Measure, claims: Iterable[EffectiveClaim]) -> list[Evidence]:
+    """Every claim line with a service of the measure's numerator code set, as evidence."""
+    return [Evidence("claim", claim.claim_id, dt.date.fromisoformat(line.service_date))
+            for claim in claims for line in claim.lines if line.procedure_code in measure.numerator]
+
+
+def exclusion(measure: Measure, trigger: Trigger, admissions: Iterable[dt.date]) -> str | None:
+    """Why the trigger no longer counts (for example an admission right after the ED visit), if so."""
+    for rule in measure.exclusions:
+        # inpatient_admission_within_days, the only rule so far
+        last = trigger.day + dt.timedelta(days=rule.days)
+        admitted = sorted(day for day in admissions if trigger.day <= day <= last)
+        if admitted:
+            return f"inpatient admission on {admitted[0]}, within {rule.days} days of the visit"
+    return None
