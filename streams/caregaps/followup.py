@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.caregaps.lifecycle import Evidence, Opened
-from streams.caregaps.measures import Measure
+from streams.caregaps.measures import FollowUp, Measure, age_on
 from streams.claims.ledger import EffectiveClaim
 
 
@@ -27,23 +27,17 @@ class Applicability:
     reason: str
 
 
-def _age_on(birth: dt.date, day: dt.date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def _claim_date(claim: EffectiveClaim) -> dt.date:
     return min(dt.date.fromisoformat(line.service_date) for line in claim.lines)
 
 
-def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, product_line: str | None,
+def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, sex: str | None, product_line: str | None,
             claims: Iterable[EffectiveClaim]) -> Applicability:
     """Whether the trigger puts the member in the measure's denominator, and why (or why not)."""
     den = measure.denominator
-    age = _age_on(birth_date, trigger.day)
-    if den.min_age is not None and age < den.min_age or den.max_age is not None and age > den.max_age:
-        return Applicability(False, f"age {age} on {trigger.day} is outside the measure's ages")
-    if product_line not in den.product_lines:
-        return Applicability(False, f"product line {product_line} is not in {', '.join(den.product_lines)}")
+    refused = den.refuses(age_on(birth_date, trigger.day), sex, product_line)  # age on the day of the visit
+    if refused:
+        return Applicability(False, refused)
     if den.conditions is not None:
         since = dt.date(trigger.day.year - 1, 1, 1)  # event year and prior year, the only lookback so far
         groups = {den.conditions.group_of(code) for claim in claims if claim.lines
@@ -56,20 +50,28 @@ def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, product_lin
     return Applicability(True, "age and product line")
 
 
+def _rules(measure: Measure) -> FollowUp:
+    if not isinstance(measure.rules, FollowUp):
+        raise TypeError(f"{measure.id} is a {measure.kind} measure, not an event follow-up")
+    return measure.rules
+
+
 def opened(measure: Measure, trigger: Trigger) -> Opened:
-    return Opened(measure.id, trigger.id, trigger.day, trigger.day + dt.timedelta(days=measure.within_days))
+    return Opened(measure.id, trigger.id, trigger.day, trigger.day + dt.timedelta(days=_rules(measure).within_days))
 
 
 def evidence(measure: Measure, claims: Iterable[EffectiveClaim]) -> list[Evidence]:
     """Every claim line with a service of the measure's numerator code set, as evidence."""
+    services = _rules(measure).codeset
     return [Evidence("claim", claim.claim_id, dt.date.fromisoformat(line.service_date))
-            for claim in claims for line in claim.lines if line.procedure_code in measure.numerator]
+            for claim in claims for line in claim.lines if line.procedure_code in services]
 
 
 def exclusion(measure: Measure, trigger: Trigger, admissions: Iterable[dt.date]) -> str | None:
     """Why the trigger no longer counts (for example an admission right after the ED visit), if so."""
     for rule in measure.exclusions:
-        # inpatient_admission_within_days, the only rule so far
+        if rule.rule != "inpatient_admission_within_days":
+            continue
         last = trigger.day + dt.timedelta(days=rule.days)
         admitted = sorted(day for day in admissions if trigger.day <= day <= last)
         if admitted:

@@ -1,0 +1,69 @@
+"""COL-E as data, on hand-computed members: each modality's lookback, ages at year end, exclusions."""
+import datetime as dt
+
+import pytest
+
+from streams.caregaps.measures import MeasureError, measures, parse_measure
+from streams.caregaps.screening import status
+from streams.claims.ledger import EffectiveClaim, Line
+from streams.codesets import RULES
+
+COL = measures()["COL-E"]
+BORN = dt.date(1960, 5, 1)  # 66 at the end of 2026
+
+
+def claim(claim_id, day, code, dx=()):
+    return EffectiveClaim(claim_id, claim_id, "PROFESSIONAL", tuple(dx), (Line(day, code, "1234567893", 10.0),))
+
+
+def col(claims, born=BORN, year=2026, product="MEDICARE_ADVANTAGE"):
+    return status(COL, year, born, "F", product, claims)
+
+
+@pytest.mark.parametrize("code, day, closed", [
+    ("45378", "2017-01-01", True),    # colonoscopy: the measurement year and 9 years before
+    ("45378", "2016-12-31", False),
+    ("G0121", "2020-06-01", True),
+    ("81528", "2024-01-01", True),    # stool DNA with FIT: 2 years before
+    ("81528", "2023-12-31", False),
+    ("82274", "2026-02-01", True),    # FIT: the measurement year only
+    ("82274", "2025-12-31", False),
+    ("74263", "2022-03-01", True),    # CT colonography: 4 years before
+    ("45330", "2021-12-31", False),   # flexible sigmoidoscopy: 4 years before
+    ("99213", "2026-02-01", False),   # an office visit is no screening
+])
+def test_each_modality_counts_within_its_own_lookback(code, day, closed):
+    result = col([claim("c1", day, code)])
+    assert (result.status == "closed") is closed, result.reason
+
+
+def test_the_service_that_counts_longest_is_reported():
+    result = col([claim("fit", "2026-03-01", "82274"), claim("colo", "2020-05-05", "45380")])
+    assert (result.modality, result.evidence.id, result.counts_through) == ("colonoscopy", "colo", 2029)
+
+
+def test_unscreened_members_have_a_gap_due_at_year_end():
+    result = col([])
+    assert (result.status, result.due) == ("open", dt.date(2026, 12, 31))
+
+
+@pytest.mark.parametrize("born, applies", [
+    (dt.date(1981, 12, 31), True),   # 45 on December 31st
+    (dt.date(1982, 1, 1), False),    # 44 at the end of the year
+    (dt.date(1951, 1, 1), True),     # 75
+    (dt.date(1950, 12, 31), False),  # 76
+])
+def test_ages_are_taken_at_the_end_of_the_measurement_year(born, applies):
+    assert (col([], born=born).status != "not_applicable") is applies
+
+
+def test_colorectal_cancer_or_a_colectomy_excludes_the_member():
+    assert "colorectal cancer" in col([claim("c1", "2019-02-01", "99214", dx=["C18.7"])]).reason
+    assert col([claim("c1", "2015-02-01", "44150")]).status == "not_applicable"
+    assert col([claim("c1", "2027-02-01", "99214", dx=["C20"])]).status == "open"  # after the year
+
+
+def test_a_modality_without_its_group_in_the_code_set_is_refused():
+    text = (RULES / "measures" / "col_e.toml").read_text()
+    with pytest.raises(MeasureError, match="no group 'capsule'"):
+        parse_measure(text.replace('name = "ct_colonography"', 'name = "capsule"'), "col_e.toml")
