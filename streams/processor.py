@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
-from streams.kafka.broker import SilentLogger
+from streams.kafka.clients import group_consumer_config, producer_config
 from streams.metrics import MESSAGES_IN
 from streams.serialization.codec import AvroCodec
 from streams.state.changelog import Changelog
@@ -117,19 +117,12 @@ class StatefulProcessor:
                 self._close()
 
     def _consume(self) -> None:
-        self._producer = Producer({
-            "bootstrap.servers": self._bootstrap, "acks": "all", "enable.idempotence": True,
-            "partitioner": "murmur2_random", "linger.ms": 5, "logger": SilentLogger(),
-            # Member state is repetitive JSON: compressed, the broker stores and serves a fraction.
-            "compression.type": "lz4",
-        })
-        self._consumer = Consumer({
-            "bootstrap.servers": self._bootstrap, "group.id": self._group_id, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
-            # librdkafka joins with max.poll.interval as the rebalance timeout, and the embedded broker
-            # holds a first join that long; recovery of a partition must fit in it.
-            "session.timeout.ms": 6000, "max.poll.interval.ms": 60000, "logger": SilentLogger(),
-        })
+        # Member state is repetitive JSON: compressed, the broker stores and serves a fraction.
+        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 5, "compression.type": "lz4"}))
+        # Range assignment hands out co-partitioned inputs by partition number; a partition's
+        # recovery must fit between two polls.
+        self._consumer = Consumer(group_consumer_config(self._bootstrap, self._group_id, 60,
+                                                        **{"partition.assignment.strategy": "range"}))
         out = Output(self._producer, self._codec, self._delivered)
         self._consumer.subscribe(self._inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)

@@ -16,6 +16,7 @@ from sinks.sql.store import Store
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import group_consumer_config, producer_config
 from streams.metrics import MESSAGES_IN
 from streams.models import AttributionChange
 from streams.serialization.codec import AvroCodec
@@ -27,14 +28,8 @@ class AttributionChangesSink:
     def __init__(self, bootstrap: str, group_id: str, store: Store, codec: AvroCodec, partitions: int,
                  batch_size: int = 500):
         self._bootstrap, self._partitions = bootstrap, partitions
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # librdkafka joins with max.poll.interval as the rebalance timeout, and the embedded broker
-            # holds a first join that long (300 s by default). A batch takes well under this.
-            "session.timeout.ms": 6000, "max.poll.interval.ms": 15000,
-        })
-        self._producer = Producer({"bootstrap.servers": bootstrap})
+        self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
+        self._producer = Producer(producer_config(bootstrap))
         self._store, self._codec, self._batch = store, codec, batch_size
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sql-attribution-sink", daemon=True)

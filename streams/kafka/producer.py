@@ -7,6 +7,8 @@ import threading
 
 from confluent_kafka import KafkaError, Producer
 
+from streams.kafka.clients import producer_config
+
 
 class ProduceError(RuntimeError):
     pass
@@ -14,16 +16,8 @@ class ProduceError(RuntimeError):
 
 class AsyncProducer:
     def __init__(self, bootstrap: str, timeout_s: float = 10.0):
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            # murmur2 is what the Java client and aiokafka (Faust) use: the same key lands on the same
-            # partition whichever client wrote it, which co-partitioned tables depend on.
-            "partitioner": "murmur2_random",
-            "message.timeout.ms": int(timeout_s * 1000),
-            "linger.ms": 1,
-        })
+        self._producer = Producer(producer_config(bootstrap, **{"message.timeout.ms": int(timeout_s * 1000),
+                                                                "linger.ms": 1}))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()

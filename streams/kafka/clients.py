@@ -1,0 +1,38 @@
+"""Settings every confluent-kafka client of gapstream shares, in one place."""
+from __future__ import annotations
+
+from typing import Any
+
+from streams.kafka.broker import SilentLogger
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """Acknowledged by every replica, never duplicated by a retry, partitioned like Faust."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        # murmur2 is what the Java client and aiokafka (Faust) use: the same key lands on the same
+        # partition whichever client wrote it, which co-partitioned state depends on.
+        "partitioner": "murmur2_random",
+        "logger": SilentLogger(),
+        **extra,
+    }
+
+
+def group_consumer_config(bootstrap: str, group_id: str, max_poll_interval_s: float, **extra: Any) -> dict[str, Any]:
+    """A consumer-group member that commits its own offsets after its work is stored.
+
+    librdkafka joins with ``max.poll.interval.ms`` as the rebalance timeout, and the embedded broker
+    holds a first join that long (300 s by default), so callers set it just above the longest gap
+    between two polls (a batch, a partition's recovery)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "max.poll.interval.ms": int(max_poll_interval_s * 1000),
+        "logger": SilentLogger(),
+        **extra,
+    }
