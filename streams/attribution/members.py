@@ -59,11 +59,9 @@ Message = MedicalClaim | PharmacyClaim | EligibilitySpan | AttributionOverride
 def check(message: Message, today: dt.date) -> dt.date | None:
     """Validate; return the message's own date (it moves an event-time clock), if it has one."""
     if isinstance(message, MedicalClaim):
-        validation.check_medical(message, today)
-        return max((validation.parse_date(ln.service_date, "service date") for ln in message.lines), default=None)
+        return validation.check_medical(message, today)
     if isinstance(message, PharmacyClaim):
-        validation.check_pharmacy(message, today)
-        return validation.parse_date(message.fill_date, "fill date")
+        return validation.check_pharmacy(message, today)
     if isinstance(message, EligibilitySpan):
         validation.check_span(message)
         return None

@@ -37,7 +37,8 @@ def _not_future(day: dt.date, what: str, today: dt.date) -> None:
         raise InvalidRecord("future_date", f"{what} {day} is in the future")
 
 
-def check_medical(claim: MedicalClaim, today: dt.date) -> None:
+def check_medical(claim: MedicalClaim, today: dt.date) -> dt.date | None:
+    """Raise :class:`InvalidRecord` on the first failed check; return the latest service date."""
     if claim.frequency_code not in (ORIGINAL, REPLACEMENT, VOID):
         raise InvalidRecord("invalid_frequency_code", f"frequency code {claim.frequency_code!r}")
     if claim.frequency_code in (REPLACEMENT, VOID) and not claim.original_claim_id:
@@ -50,22 +51,29 @@ def check_medical(claim: MedicalClaim, today: dt.date) -> None:
     for npi in (claim.rendering_npi, claim.billing_npi):
         if npi and not NPI.match(npi):
             raise InvalidRecord("invalid_npi", f"{npi!r} is not a 10-digit NPI")
+    latest = None
     for line in claim.lines:
-        _not_future(parse_date(line.service_date, f"line {line.line_number} service date"), "service date", today)
+        day = parse_date(line.service_date, f"line {line.line_number} service date")
+        _not_future(day, "service date", today)
+        latest = day if latest is None or day > latest else latest
         if line.procedure_code and not PROCEDURE.match(line.procedure_code):
             raise InvalidRecord("invalid_procedure_code", f"{line.procedure_code!r} is not a CPT/HCPCS code")
         if line.rendering_npi and not NPI.match(line.rendering_npi):
             raise InvalidRecord("invalid_npi", f"{line.rendering_npi!r} is not a 10-digit NPI")
         if line.allowed_amount < 0 or line.paid_amount < 0:
             raise InvalidRecord("negative_amount", f"line {line.line_number} has a negative amount")
+    return latest
 
 
-def check_pharmacy(fill: PharmacyClaim, today: dt.date) -> None:
+def check_pharmacy(fill: PharmacyClaim, today: dt.date) -> dt.date:
+    """Raise :class:`InvalidRecord` on the first failed check; return the fill date."""
     if not NDC11.match(fill.ndc11):
         raise InvalidRecord("invalid_ndc", f"{fill.ndc11!r} is not an 11-digit NDC")
-    _not_future(parse_date(fill.fill_date, "fill date"), "fill date", today)
+    day = parse_date(fill.fill_date, "fill date")
+    _not_future(day, "fill date", today)
     if not fill.reversal and fill.days_supply <= 0:
         raise InvalidRecord("invalid_days_supply", f"days supply {fill.days_supply} must be positive")
+    return day
 
 
 def check_span(span: EligibilitySpan) -> None:
