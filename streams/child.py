@@ -63,6 +63,7 @@ class ChildProcess:
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._lock = threading.Lock()  # one call at a time on the pipe
+        self._late = 0  # calls that timed out, whose answers will still arrive
 
     def start(self, timeout_s: float = 120.0) -> None:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has threads and an event loop
@@ -79,8 +80,16 @@ class ChildProcess:
         if self._conn is None:
             raise ChildError(f"{self.name} process is not running")
         with self._lock:
+            # Answers to calls that timed out are still on their way: skip them, or every later call
+            # would read the answer to the one before.
+            while self._late:
+                if not self._conn.poll(timeout_s):
+                    raise ChildError(f"{self.name} process is still busy with an earlier call")
+                self._conn.recv()
+                self._late -= 1
             self._conn.send((method, args))
             if not self._conn.poll(timeout_s):
+                self._late += 1
                 raise ChildError(f"{self.name} process did not answer {method} within {timeout_s:.0f} s")
             return self._result()
 

@@ -1,0 +1,38 @@
+"""A flow in a child process answers each call with its own answer, even after a call timed out."""
+import time
+
+import pytest
+
+from streams.child import ChildError, ChildProcess
+
+
+class Echo:
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def echo(self, value: str, wait_s: float = 0.0) -> str:
+        time.sleep(wait_s)
+        return value
+
+
+class Broken(Echo):
+    def start(self) -> None:
+        raise RuntimeError("no broker")
+
+
+def test_a_late_answer_is_not_taken_for_the_next_call():
+    child = ChildProcess("echo", Echo, ())
+    child.start()
+    try:
+        with pytest.raises(ChildError, match="did not answer"):
+            child.call("echo", "slow", 1.5, timeout_s=0.3)
+        assert child.call("echo", "next", timeout_s=5) == "next"
+        assert child.call("echo", "again", timeout_s=5) == "again"
+    finally:
+        child.stop()
+
+
+def test_a_flow_that_cannot_start_says_why():
+    with pytest.raises(ChildError, match="RuntimeError: no broker"):
+        ChildProcess("broken", Broken, ()).start()
