@@ -39,6 +39,13 @@ MESSAGE_TYPES = {
 Where = tuple[int, str]  # (partition, member id)
 
 
+def provider_entry(codec: AvroCodec, raw: bytes) -> tuple[str, dict[str, Any]]:
+    """A provider directory message as (NPI, record); raises BadInput when it is invalid."""
+    provider = codec.decode(raw, Provider)
+    check_provider(provider)
+    return provider.npi, provider.to_record()
+
+
 class AttributionHandler:
     def __init__(self, codec: AvroCodec, clock: Clock, sweep_interval_s: float):
         self.codec, self.clock, self._sweep_interval = codec, clock, sweep_interval_s
@@ -69,7 +76,7 @@ class AttributionHandler:
     def process(self, message: Message, state: PartitionState, out: Output) -> None:
         topic = message.topic()
         if topic == topics.PROVIDERS:
-            check_provider(self.codec.decode(message.value(), Provider))  # invalid: dead-lettered here, once
+            provider_entry(self.codec, message.value())  # invalid: dead-lettered here, once
             return
         if not message.key():
             raise BadInput("missing_key", f"a {topic} message must be keyed by member id")
@@ -129,7 +136,7 @@ class AttributionHandler:
 
 class AttributionFlow:
     """The attribution processor with the provider directory it needs, started and stopped together.
-    Runs in a child process of the worker (see :func:`attribution_process`)."""
+    Runs in a child process of the worker (see :class:`AttributionProcesses`)."""
 
     def __init__(self, settings: Settings, bootstrap: str):
         self._bootstrap = bootstrap
@@ -163,16 +170,15 @@ class AttributionFlow:
 
     def _provider(self, raw: bytes) -> tuple[str, dict[str, Any]] | None:
         try:
-            provider = self._codec.decode(raw, Provider)
-            check_provider(provider)
+            return provider_entry(self._codec, raw)
         except BadInput:
             return None
-        return provider.npi, provider.to_record()
 
 
 class AttributionProcesses:
     """The flow in ``GAPSTREAM_ATTRIBUTION_PROCESSES`` child processes of the worker, members of one
-    consumer group that share the partitions: the flow is CPU-bound, so one per core."""
+    consumer group that share the partitions (the flow is CPU-bound; see streams/config.py for why
+    the default is one)."""
 
     def __init__(self, settings: Settings, bootstrap: str):
         self.children = [ChildProcess(f"attribution-{i}", AttributionFlow, (settings, bootstrap), settings.log_level)
