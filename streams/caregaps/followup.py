@@ -40,8 +40,8 @@ def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, sex: str | 
         return Applicability(False, refused)
     if den.conditions is not None:
         since = dt.date(trigger.day.year - 1, 1, 1)  # event year and prior year, the only lookback so far
-        groups = {den.conditions.group_of(code) for claim in claims if claim.lines
-                  and since <= _claim_date(claim) <= trigger.day for code in claim.diagnosis_codes}
+        in_lookback = [c for c in claims if c.lines and since <= _claim_date(c) <= trigger.day]
+        groups = {den.conditions.group_of(code) for claim in in_lookback for code in claim.diagnosis_codes}
         groups.discard(None)
         if len(groups) < den.conditions_at_least:
             return Applicability(False, f"{len(groups)} of {den.conditions_at_least} required condition groups "
