@@ -22,6 +22,7 @@ import gc
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -128,12 +129,14 @@ class StatefulProcessor:
                                  on_lost=self._on_lost)
         last_checkpoint = time.monotonic()
         while not self._stop.is_set():
-            for message in self._consumer.consume(self._batch, timeout=0.2):
-                if message.error():
-                    continue
-                self._process(message, out)
-            with self.lock:
+            batch = self._consumer.consume(self._batch, timeout=0.2)
+            with self.lock:  # once a batch: readers wait at most one batch, the flow pays no lock per message
+                for message in batch:
+                    if not message.error():
+                        self._process(message, out)
                 self._handler.tick(self.states, out)
+            for topic, count in Counter(m.topic() for m in batch if not m.error()).items():
+                MESSAGES_IN.labels(topic=topic).inc(count)
             self._producer.poll(0)
             if time.monotonic() - last_checkpoint >= self._interval:
                 self._checkpoint()
@@ -142,18 +145,16 @@ class StatefulProcessor:
 
     def _process(self, message: Message, out: Output) -> None:
         topic, partition = message.topic(), message.partition()
-        MESSAGES_IN.labels(topic=topic).inc()
         state = self.states.get(partition)
         if state is None:  # a message of a partition revoked within this batch
             return
-        with self.lock:
-            try:
-                self._handler.process(message, state, out)
-            except BadInput as exc:
-                out.dead_letter(topic, exc.reason, exc.detail, message.value())
-            except Exception as exc:
-                log.error("unexpected error processing a message from %s: %s", topic, where(exc))
-                out.dead_letter(topic, "processing_error", f"{type(exc).__name__}: {exc}", message.value())
+        try:
+            self._handler.process(message, state, out)
+        except BadInput as exc:
+            out.dead_letter(topic, exc.reason, exc.detail, message.value())
+        except Exception as exc:
+            log.error("unexpected error processing a message from %s: %s", topic, where(exc))
+            out.dead_letter(topic, "processing_error", f"{type(exc).__name__}: {exc}", message.value())
         self._positions[(topic, partition)] = message.offset() + 1
 
     def _delivered(self, err: KafkaError | None, _message: Any) -> None:

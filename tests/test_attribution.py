@@ -2,11 +2,15 @@
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.attribution.engine import add_months, evaluate
+from streams.attribution.members import MemberState, apply
+from streams.attribution.members import decide as members_decide
 from streams.attribution.methods import MethodError, method_for, methods, parse_method
 from streams.claims.ledger import Ledger, add_medical, add_span
-from tests.claims_factory import NP_C, PCP_A, PCP_B, PCP_E, PROVIDERS, SPEC_D, span, visit, void
+from tests.claims_factory import NP_C, PCP_A, PCP_B, PCP_E, PROVIDERS, SPEC_D, fill, span, visit, void
 
 AS_OF = dt.date(2025, 6, 30)
 
@@ -140,3 +144,41 @@ def test_a_method_file_with_an_unknown_rule_is_refused():
 def test_a_selected_pcp_missing_from_the_directory_is_waited_for():
     d = decide(span(pcp="1888888888"), visit("c1", PCP_A, "2025-01-05"))
     assert d.npi == PCP_A and d.unknown_npis == ("1888888888",)
+
+
+LAB = "80053"  # a metabolic panel: no method counts it
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.permutations([
+    visit("c1", PCP_A, "2025-01-05", "2025-02-05"),
+    visit("lab", PCP_B, "2025-03-01", "2025-03-02", "2025-03-03", code=LAB),
+    visit("lab-r", PCP_B, "2025-03-01", "2025-03-02", "2025-03-03", frequency="7", original="lab"),
+    void("c1-v", "c1"),
+    visit("c2", PCP_B, "2025-04-01", code=LAB),
+    fill("f1"),
+]))
+def test_a_message_apply_calls_irrelevant_leaves_the_decision_as_it_was(order):
+    state = MemberState()
+    apply(state, span())
+    members_decide("M1", state, PROVIDERS, AS_OF, 0)
+    for m in order:
+        if apply(state, m):
+            members_decide("M1", state, PROVIDERS, AS_OF, 0)
+        else:
+            fresh = evaluate("M1", state.ledger, PROVIDERS, [], AS_OF)
+            assert (fresh.organization_id, fresh.npi, fresh.next_review) == (
+                state.organization_id, state.npi, state.next_review)
+    final = evaluate("M1", state.ledger, PROVIDERS, [], AS_OF)
+    assert (final.organization_id, final.npi) == (state.organization_id, state.npi)
+
+
+def test_labs_and_fills_are_irrelevant_and_corrections_never_are():
+    state = MemberState()
+    apply(state, span())
+    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)) is False
+    assert apply(state, fill("f1")) is False
+    assert apply(state, visit("c1", PCP_A, "2025-01-05")) is True
+    # A replacement may turn a lab claim into a visit: always evaluated, whatever its codes.
+    assert apply(state, visit("lab-r", PCP_B, "2025-03-01", frequency="7", original="lab")) is True
+    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)) is True  # the same id again

@@ -5,7 +5,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.attribution.engine import evaluate
-from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span, effective_claims, effective_fills
+from streams.claims.ledger import (
+    Ledger,
+    add_medical,
+    add_pharmacy,
+    add_span,
+    effective_claims,
+    effective_fills,
+    spans,
+)
 from tests.claims_factory import PCP_A, PCP_B, PROVIDERS, fill, span, visit, void
 
 MESSAGES = [
@@ -24,15 +32,19 @@ MESSAGES = [
 ]
 
 
+def add(ledger, m):
+    if hasattr(m, "coverage_start"):
+        add_span(ledger, m)
+    elif hasattr(m, "ndc11"):
+        add_pharmacy(ledger, m)
+    else:
+        add_medical(ledger, m)
+
+
 def fold(messages):
     ledger = Ledger()
     for m in messages:
-        if hasattr(m, "coverage_start"):
-            add_span(ledger, m)
-        elif hasattr(m, "ndc11"):
-            add_pharmacy(ledger, m)
-        else:
-            add_medical(ledger, m)
+        add(ledger, m)
     return ledger
 
 
@@ -69,6 +81,17 @@ def test_any_order_gives_the_same_state_and_attribution(order):
     assert effective_fills(ledger) == effective_fills(expected)
     as_of = dt.date(2025, 6, 30)
     assert evaluate("M1", ledger, PROVIDERS, [], as_of) == evaluate("M1", expected, PROVIDERS, [], as_of)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(MESSAGES + MESSAGES[3:6]))
+def test_claims_kept_current_between_reads_match_claims_worked_out_afresh(order):
+    ledger = Ledger()
+    for m in order:
+        add(ledger, m)
+        afresh = Ledger.from_dict(ledger.to_dict())  # a recovered ledger starts with nothing worked out
+        assert effective_claims(ledger) == effective_claims(afresh)
+        assert spans(ledger) == spans(afresh)
 
 
 def test_latest_date_covers_claims_and_fills():

@@ -207,19 +207,24 @@ def _selected_pcp(step: Step, span, providers, excluded, as_of, review) -> tuple
 def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: _Review):
     stats: dict[str, _Stats] = {}
     day = as_of.isoformat()
+    counts, months = step.codeset.__contains__, step.lookback_months
+    first_expiry = None  # the earliest date a counted service leaves the lookback
     for claim in claims:
         for line in claim.lines:
-            if not line.npi or line.procedure_code not in step.codeset or line.service_date > day:
+            served = line.service_date
+            if not line.npi or served > day or not counts(line.procedure_code):
                 continue
-            expires = _lookback_end(line.service_date, step.lookback_months)
+            expires = _lookback_end(served, months)
             if expires <= as_of:
                 continue
-            review.at(expires)
+            if first_expiry is None or expires < first_expiry:
+                first_expiry = expires
             s = stats.get(line.npi) or stats.setdefault(line.npi, _Stats())
-            s.dates.add(line.service_date)
+            s.dates.add(served)
             s.allowed += line.allowed
-            if line.service_date > s.last:
-                s.last = line.service_date
+            if served > s.last:
+                s.last = served
+    review.at(first_expiry)
     unknown = tuple(sorted(npi for npi in stats if npi not in providers))
     tiers = step.tier_of
     rows = []

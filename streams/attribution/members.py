@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from streams.attribution.engine import Decision, evaluate
+from streams.attribution.methods import counted_codesets
 from streams.claims import validation
 from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span
 from streams.models import AttributionChange, AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim
@@ -69,17 +70,25 @@ def check(message: Message, today: dt.date) -> dt.date | None:
     return None
 
 
-def apply(state: MemberState, message: Message) -> None:
+def apply(state: MemberState, message: Message) -> bool:
+    """Add the message to the member's state. Returns False when it cannot change the member's
+    attribution, so the decision need not be evaluated again: a pharmacy fill, or a new original
+    claim with no service any method counts (labs, imaging: most claims, in real feeds)."""
     if isinstance(message, MedicalClaim):
-        add_medical(state.ledger, message)
-    elif isinstance(message, PharmacyClaim):
+        if not add_medical(state.ledger, message):
+            return True  # a correction or a re-sent claim: which version counts may have changed
+        counted = counted_codesets()
+        return any(line.procedure_code in codes for line in message.lines for codes in counted)
+    if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
-    elif isinstance(message, EligibilitySpan):
+        return False
+    if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)
     elif message.revoked:
         state.overrides.pop(message.dispute_id, None)
     else:
         state.overrides[message.dispute_id] = message.to_record()
+    return True
 
 
 def decide(

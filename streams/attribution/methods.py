@@ -81,6 +81,13 @@ def _programs() -> dict[str, str]:
     return tomllib.loads((RULES / "attribution" / "programs.toml").read_text())["programs"]
 
 
+@cache
+def counted_codesets() -> tuple[CodeSet, ...]:
+    """Every code set some method counts services from: a claim with no code in any of them cannot
+    move an attribution."""
+    return tuple({s.codeset.id: s.codeset for m in methods().values() for s in m.steps if s.codeset}.values())
+
+
 def method_for(payer: str, product_line: str) -> Method:
     """The method in force for a payer program: "PAYER/PRODUCT_LINE" first, then "PRODUCT_LINE"."""
     programs = _programs()

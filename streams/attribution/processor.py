@@ -86,8 +86,10 @@ class AttributionHandler:
         if day:
             self.clock.observe(day)
         member = state.get(member_id) or MemberState()
-        apply(member, content)
-        self._decide(member_id, member, state, out)
+        if apply(member, content):
+            self._decide(member_id, member, state, out)
+        else:
+            state.set(member_id, member)
 
     def tick(self, states: dict[int, PartitionState], out: Output) -> None:
         assert self.providers is not None

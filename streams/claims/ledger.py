@@ -7,6 +7,7 @@ The ledger is plain data (dicts and lists) so that it can live in a Faust table 
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -44,6 +45,10 @@ class Ledger:
     fills: dict[str, dict[str, Any]] = field(default_factory=dict)
     reversals: list[str] = field(default_factory=list)
     spans: dict[str, dict[str, Any]] = field(default_factory=dict)  # payer|start -> span
+    # The effective claims, worked out on first read and kept current by add_medical while claims
+    # only add families (the common case); a correction makes the next read work them out again.
+    _effective: list[EffectiveClaim] | None = field(default=None, repr=False, compare=False)
+    _spans: list[EligibilitySpan] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claims": self.claims, "fills": self.fills, "reversals": self.reversals, "spans": self.spans}
@@ -53,8 +58,12 @@ class Ledger:
         return cls(**data) if data else cls()
 
 
-def add_medical(ledger: Ledger, claim: MedicalClaim) -> None:
-    ledger.claims[claim.claim_id] = {
+def add_medical(ledger: Ledger, claim: MedicalClaim) -> bool:
+    """Keep the claim. True when it just starts a family of its own: an original seen for the first
+    time that no correction names, so no version that counted before stops counting."""
+    new_family = (claim.frequency_code not in (REPLACEMENT, VOID) and claim.claim_id not in ledger.claims
+                  and not any(c["o"] == claim.claim_id for c in ledger.claims.values()))
+    ledger.claims[claim.claim_id] = version = {
         "f": claim.frequency_code,
         "o": claim.original_claim_id,
         "a": claim.adjudicated_at or "",
@@ -63,6 +72,12 @@ def add_medical(ledger: Ledger, claim: MedicalClaim) -> None:
         "l": [[ln.service_date[:10], ln.procedure_code, ln.rendering_npi or claim.rendering_npi, ln.allowed_amount,
                ln.place_of_service, ln.revenue_code] for ln in claim.lines],
     }
+    if not new_family:
+        ledger._effective = None
+    elif ledger._effective is not None:
+        bisect.insort(ledger._effective, _effective(claim.claim_id, claim.claim_id, version),
+                      key=lambda c: c.family_id)
+    return new_family
 
 
 def add_pharmacy(ledger: Ledger, fill: PharmacyClaim) -> None:
@@ -80,6 +95,7 @@ def add_span(ledger: Ledger, span: EligibilitySpan) -> None:
     # The newest message about a span wins, judged by receipt time, not by arrival order.
     if known is None or span.received_at_ms >= known["received_at_ms"]:
         ledger.spans[key] = span.to_record()
+        ledger._spans = None
 
 
 def _root(claims: dict[str, dict[str, Any]], claim_id: str) -> tuple[str, int]:
@@ -96,6 +112,13 @@ def _root(claims: dict[str, dict[str, Any]], claim_id: str) -> tuple[str, int]:
 
 
 def effective_claims(ledger: Ledger) -> list[EffectiveClaim]:
+    """One claim per family (the version that counts), ordered by family; not to be modified."""
+    if ledger._effective is None:
+        ledger._effective = _resolve(ledger)
+    return ledger._effective
+
+
+def _resolve(ledger: Ledger) -> list[EffectiveClaim]:
     families: dict[str, list[tuple[str, int]]] = {}
     for claim_id in ledger.claims:
         root, depth = _root(ledger.claims, claim_id)
@@ -107,11 +130,13 @@ def effective_claims(ledger: Ledger) -> list[EffectiveClaim]:
         # The latest adjudicated version, else the deepest correction; most families are one claim.
         claim_id = members[0][0] if len(members) == 1 else max(
             members, key=lambda m: (ledger.claims[m[0]]["a"], m[1], m[0]))[0]
-        version = ledger.claims[claim_id]
-        result.append(EffectiveClaim(
-            claim_id=claim_id, family_id=root, claim_type=version["t"], diagnosis_codes=tuple(version["dx"]),
-            lines=tuple(Line(*line) for line in version["l"])))
+        result.append(_effective(claim_id, root, ledger.claims[claim_id]))
     return result
+
+
+def _effective(claim_id: str, family_id: str, version: dict[str, Any]) -> EffectiveClaim:
+    return EffectiveClaim(claim_id=claim_id, family_id=family_id, claim_type=version["t"],
+                          diagnosis_codes=tuple(version["dx"]), lines=tuple(Line(*line) for line in version["l"]))
 
 
 def effective_fills(ledger: Ledger) -> list[Fill]:
@@ -127,5 +152,8 @@ def latest_date(ledger: Ledger) -> str | None:
 
 
 def spans(ledger: Ledger) -> list[EligibilitySpan]:
-    return sorted((EligibilitySpan.from_record(s) for s in ledger.spans.values()),
-                  key=lambda s: (s.coverage_start, s.payer))
+    """The coverage spans, earliest first; not to be modified."""
+    if ledger._spans is None:
+        ledger._spans = sorted((EligibilitySpan.from_record(s) for s in ledger.spans.values()),
+                               key=lambda s: (s.coverage_start, s.payer))
+    return ledger._spans

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import lru_cache
 
 from streams.deadletters import BadInput
 from streams.models import EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
@@ -24,12 +25,20 @@ class InvalidRecord(BadInput):
 
 
 def parse_date(value: str | None, what: str) -> dt.date:
-    if not value:
-        raise InvalidRecord("missing_date", f"{what} is empty")
+    day = _iso_date(value) if value else None
+    if day is None:
+        raise InvalidRecord("missing_date", f"{what} is empty") if not value else InvalidRecord(
+            "invalid_date", f"{what} {value!r} is not an ISO date")
+    return day
+
+
+@lru_cache(maxsize=8192)
+def _iso_date(value: str) -> dt.date | None:
+    # Cached: a feed repeats a few hundred service dates across millions of lines.
     try:
         return dt.date.fromisoformat(value[:10])
-    except ValueError as exc:
-        raise InvalidRecord("invalid_date", f"{what} {value!r} is not an ISO date") from exc
+    except ValueError:
+        return None
 
 
 def _not_future(day: dt.date, what: str, today: dt.date) -> None:
@@ -53,8 +62,9 @@ def check_medical(claim: MedicalClaim, today: dt.date) -> dt.date | None:
             raise InvalidRecord("invalid_npi", f"{npi!r} is not a 10-digit NPI")
     latest = None
     for line in claim.lines:
-        day = parse_date(line.service_date, f"line {line.line_number} service date")
-        _not_future(day, "service date", today)
+        day = _iso_date(line.service_date) if line.service_date else None
+        if day is None:  # the description is only worth formatting for the error
+            parse_date(line.service_date, f"line {line.line_number} service date")
         latest = day if latest is None or day > latest else latest
         if line.procedure_code and not PROCEDURE.match(line.procedure_code):
             raise InvalidRecord("invalid_procedure_code", f"{line.procedure_code!r} is not a CPT/HCPCS code")
@@ -62,6 +72,8 @@ def check_medical(claim: MedicalClaim, today: dt.date) -> dt.date | None:
             raise InvalidRecord("invalid_npi", f"{line.rendering_npi!r} is not a 10-digit NPI")
         if line.allowed_amount < 0 or line.paid_amount < 0:
             raise InvalidRecord("negative_amount", f"line {line.line_number} has a negative amount")
+    if latest is not None:
+        _not_future(latest, "service date", today)
     return latest
 
 
