@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from streams.models.record import Record
 
 
-@dataclass
+@dataclass(slots=True)
 class Patient(Record):
     schema = "patient"
     family_name: str | None = None
@@ -15,7 +15,7 @@ class Patient(Record):
     sex: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class PatientIdentifier(Record):
     schema = "patient_identifier"
     id: str
@@ -24,7 +24,7 @@ class PatientIdentifier(Record):
     authority: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Diagnosis(Record):
     schema = "diagnosis"
     code: str
@@ -33,7 +33,7 @@ class Diagnosis(Record):
     kind: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AdtEvent(Record):
     schema = "adt_event"
     message_control_id: str

@@ -7,7 +7,7 @@ from streams.models.adt import Diagnosis, Patient
 from streams.models.record import Record
 
 
-@dataclass
+@dataclass(slots=True)
 class Alert(Record):
     schema = "alert"
     alert_id: str

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from streams.models.record import Record
 
 
-@dataclass
+@dataclass(slots=True)
 class AttributionChange(Record):
     schema = "attribution_change"
     member_id: str
@@ -23,7 +23,7 @@ class AttributionChange(Record):
     method_version: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AttributionOverride(Record):
     schema = "attribution_override"
     dispute_id: str

@@ -8,7 +8,7 @@ from streams.models.record import Record
 ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
 
 
-@dataclass
+@dataclass(slots=True)
 class ClaimLine(Record):
     schema = "claim_line"
     line_number: int
@@ -23,7 +23,7 @@ class ClaimLine(Record):
     paid_amount: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class MedicalClaim(Record):
     schema = "medical_claim"
     claim_id: str
@@ -45,7 +45,7 @@ class MedicalClaim(Record):
     lines: list[ClaimLine] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class PharmacyClaim(Record):
     schema = "pharmacy_claim"
     claim_id: str
@@ -60,7 +60,7 @@ class PharmacyClaim(Record):
     pharmacy_npi: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class EligibilitySpan(Record):
     schema = "eligibility_span"
     member_id: str
@@ -74,7 +74,7 @@ class EligibilitySpan(Record):
     selected_pcp_npi: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Provider(Record):
     schema = "provider"
     npi: str

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from streams.models.record import Record
 
 
-@dataclass
+@dataclass(slots=True)
 class DeadLetter(Record):
     schema = "dead_letter"
     source: str
