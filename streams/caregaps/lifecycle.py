@@ -18,6 +18,7 @@ class Status(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     MISSED = "missed"
+    NOT_APPLICABLE = "not_applicable"  # excluded after it opened (an admission after the ED visit)
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,21 @@ class EvidenceVoided:
 
 
 @dataclass(frozen=True)
+class Excluded:
+    reason: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passing: due-soon warnings and deadlines."""
 
 
-Fact = Opened | EvidenceAdded | EvidenceVoided | Tick
+Fact = Opened | EvidenceAdded | EvidenceVoided | Excluded | Tick
 
 
 @dataclass(frozen=True)
 class GapEvent:
-    kind: str  # gap.opened | gap.due_soon | gap.closed | gap.missed
+    kind: str  # gap.opened | gap.due_soon | gap.closed | gap.missed | gap.excluded
     gap: Gap
     detail: dict[str, str] = field(default_factory=dict)
 
@@ -81,6 +87,11 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
                        today, due_soon_days, [("gap.opened", {})])
     if gap is None:
         return None, []
+    if gap.status == Status.NOT_APPLICABLE:
+        return gap, []  # final: an exclusion is not undone by later evidence
+    if isinstance(fact, Excluded):
+        excluded = dataclasses.replace(gap, status=Status.NOT_APPLICABLE)
+        return excluded, [GapEvent("gap.excluded", excluded, {"reason": fact.reason})]
     if isinstance(fact, EvidenceAdded):
         e = fact.evidence
         if not gap.window_start <= e.service_date <= gap.due or e in gap.evidence:

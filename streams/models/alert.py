@@ -1,9 +1,10 @@
-"""An alert for care managers, raised by visit state and routed to an organization."""
+"""An alert for care managers, raised by visit state or a care-gap transition and routed to an organization."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from streams.models.adt import Diagnosis, Patient
+from streams.models.caregaps import GapInfo
 from streams.models.record import Record
 
 
@@ -25,3 +26,5 @@ class Alert(Record):
     diagnoses: list[Diagnosis] = field(default_factory=list)
     discharge_disposition: str | None = None
     message_control_ids: list[str] = field(default_factory=list)
+    gap: GapInfo | None = None
+    open_gaps: list[GapInfo] = field(default_factory=list)

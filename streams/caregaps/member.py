@@ -1,0 +1,186 @@
+"""A member's care gaps, brought up to date with what is known about the member.
+
+:func:`update` is a pure function: from the member's coverage, effective claims and visits it works
+out which gaps should exist and which evidence each should hold, and feeds the difference to the gap
+lifecycle as facts. Run again on the same facts it changes nothing, so the processor may call it
+after any message, a replay or a timer, and the messages may come in any order: a claim that
+establishes the second chronic condition after the ED visit still opens the follow-up gap.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streams.caregaps import followup, screening
+from streams.caregaps.lifecycle import (
+    Evidence,
+    EvidenceAdded,
+    EvidenceVoided,
+    Excluded,
+    Fact,
+    Gap,
+    GapEvent,
+    Opened,
+    Status,
+    Tick,
+    apply,
+    next_wakeup,
+)
+from streams.caregaps.measures import FollowUp, Measure, Screening, measures
+from streams.claims.ledger import EffectiveClaim
+from streams.codesets import CodeSet
+
+INPATIENT_ADMISSION = "inpatient_admission"
+# Visits older than this cannot open or exclude a gap any more; they are dropped from state.
+VISIT_MEMORY = dt.timedelta(days=400)
+
+
+@dataclass(frozen=True)
+class Visit:
+    id: str
+    kind: str  # ed_visit | inpatient_admission | inpatient_discharge
+    day: dt.date
+
+
+@dataclass(frozen=True)
+class Member:
+    birth_date: dt.date | None  # None: no coverage known yet, so no denominator can be decided
+    sex: str | None
+    product_line: str | None
+    claims: list[EffectiveClaim]
+    visits: list[Visit]
+
+
+def gap_id(measure_id: str, trigger_id: str) -> str:
+    return f"{measure_id}|{trigger_id}"
+
+
+def update(gaps: Mapping[str, Gap], member: Member, today: dt.date,
+           catalog: Mapping[str, Measure] | None = None) -> tuple[dict[str, Gap], list[GapEvent]]:
+    """The member's gaps as of ``today`` and the transitions that got them there."""
+    result, events = dict(gaps), []
+    for measure in (catalog if catalog is not None else measures()).values():
+        for key, facts in _facts(measure, result, member, today):
+            gap, new = result.get(key), []
+            for fact in facts:
+                gap, produced = apply(gap, fact, today, measure.due_soon_days)
+                new += produced
+            if gap is not None:
+                result[key] = gap
+            if key not in gaps and len(new) > 1:
+                new = new[-1:]  # a gap seen for the first time is announced once, in its current status
+            events += new
+    return result, events
+
+
+def _facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
+           today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
+    if isinstance(measure.rules, FollowUp):
+        yield from _followup_facts(measure, measure.rules, gaps, member, today)
+    elif isinstance(measure.rules, Screening):
+        yield from _screening_facts(measure, measure.rules, gaps, member, today)
+
+
+def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], member: Member,
+                    today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
+    admissions = [v.day for v in member.visits if v.kind == INPATIENT_ADMISSION]
+    found = followup.evidence(measure, member.claims)
+    for visit in member.visits:
+        if visit.kind != rules.trigger or visit.day > today:
+            continue
+        key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day)
+        facts: list[Fact] = []
+        if key not in gaps:
+            if member.birth_date is None or not followup.applies(
+                    measure, trigger, member.birth_date, member.sex, member.product_line, member.claims).applies:
+                continue
+            if followup.exclusion(measure, trigger, admissions):
+                continue  # excluded before it opened: it never was a gap
+            facts.append(followup.opened(measure, trigger))
+        else:
+            excluded = followup.exclusion(measure, trigger, admissions)
+            if excluded:
+                facts.append(Excluded(excluded))
+        opened = facts[0] if facts and isinstance(facts[0], Opened) else gaps[key]
+        wanted = [e for e in found if opened.window_start <= e.service_date <= opened.due]
+        facts += _evidence_facts(gaps.get(key), wanted)
+        yield key, [*facts, Tick()]
+
+
+def _screening_facts(measure: Measure, rules: Screening, gaps: Mapping[str, Gap], member: Member,
+                     today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
+    if member.birth_date is None:
+        return
+    year = today.year
+    key = gap_id(measure.id, str(year))
+    status = screening.status(measure, year, member.birth_date, member.sex, member.product_line, member.claims)
+    if status.status == "not_applicable":
+        if key in gaps:
+            yield key, [Excluded(status.reason)]
+        return
+    facts: list[Fact] = []
+    if key not in gaps:
+        earliest = dt.date(year - max(m.years for m in rules.modalities), 1, 1)
+        facts.append(Opened(measure.id, str(year), earliest, status.due))
+    facts += _evidence_facts(gaps.get(key), [status.evidence] if status.evidence else [])
+    yield key, [*facts, Tick()]
+
+
+def _evidence_facts(gap: Gap | None, wanted: list[Evidence]) -> list[Fact]:
+    """What turns the gap's evidence into ``wanted``: new evidence added, then evidence no longer
+    there (a voided or replaced claim) withdrawn; in that order, so a better service replacing the
+    one that closed a gap does not re-open it for a moment."""
+    held = set(gap.evidence) if gap else set()
+    added: list[Fact] = [EvidenceAdded(e) for e in sorted(set(wanted) - held, key=_order)]
+    voided: list[Fact] = [EvidenceVoided(e.source, e.id) for e in sorted(held - set(wanted), key=_order)]
+    return added + voided
+
+
+def _order(e: Evidence) -> tuple:
+    return e.service_date, e.source, e.id
+
+
+def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measure] | None = None) -> dt.date | None:
+    """The next date time alone changes something: a warning, a deadline, or a new measurement year."""
+    catalog = catalog if catalog is not None else measures()
+    dates = [next_wakeup(g, catalog[g.measure_id].due_soon_days) for g in gaps.values() if g.measure_id in catalog]
+    if any(isinstance(m.rules, Screening) for m in catalog.values()):
+        dates.append(dt.date(today.year + 1, 1, 1))
+    return min((d for d in dates if d), default=None)
+
+
+def counted_codesets(catalog: Mapping[str, Measure] | None = None) -> tuple[CodeSet, ...]:
+    """Every code set a measure reads claims through (numerators, modalities, conditions,
+    exclusions): a claim with no code in any of them cannot change a gap."""
+    found: dict[str, CodeSet] = {}
+    for m in (catalog if catalog is not None else measures()).values():
+        sets = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
+        if isinstance(m.rules, FollowUp):
+            sets.append(m.rules.codeset)
+        else:
+            sets += [mod.codeset for mod in m.rules.modalities]
+        found.update({s.id: s for s in sets if s is not None})
+    return tuple(found.values())
+
+
+def forget_old_visits(visits: list[Visit], today: dt.date) -> list[Visit]:
+    return [v for v in visits if today - v.day <= VISIT_MEMORY]
+
+
+# -- state as JSON, for the changelog --------------------------------------------------------------
+
+def gap_to_dict(gap: Gap) -> dict[str, Any]:
+    return {"measure_id": gap.measure_id, "trigger_id": gap.trigger_id,
+            "window_start": gap.window_start.isoformat(), "due": gap.due.isoformat(), "status": gap.status.value,
+            "due_soon_sent": gap.due_soon_sent, "closed_late": gap.closed_late,
+            "evidence": [[e.source, e.id, e.service_date.isoformat()] for e in gap.evidence]}
+
+
+def gap_from_dict(data: Mapping[str, Any]) -> Gap:
+    return Gap(measure_id=data["measure_id"], trigger_id=data["trigger_id"],
+               window_start=dt.date.fromisoformat(data["window_start"]), due=dt.date.fromisoformat(data["due"]),
+               status=Status(data["status"]), due_soon_sent=data["due_soon_sent"], closed_late=data["closed_late"],
+               evidence=tuple(Evidence(s, i, dt.date.fromisoformat(d)) for s, i, d in data["evidence"]))
+

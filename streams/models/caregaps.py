@@ -1,0 +1,33 @@
+"""Care-gap messages: the visits a member's gaps are opened by, and a gap as alerts carry it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.models.record import Record
+
+
+@dataclass(slots=True)
+class Encounter(Record):
+    schema = "encounter"
+    encounter_id: str
+    member_id: str
+    kind: str  # ed_visit | inpatient_admission | inpatient_discharge
+    day: str
+    facility: str
+    received_at_ms: int
+    alert_id: str | None = None
+
+
+@dataclass(slots=True)
+class GapInfo(Record):
+    schema = "gap_info"
+    gap_id: str
+    measure_id: str
+    measure_title: str
+    trigger_id: str
+    status: str
+    window_start: str
+    due: str
+    evidence_ids: list[str] = field(default_factory=list)
+    closed_late: bool = False
+    detail: dict[str, str] = field(default_factory=dict)

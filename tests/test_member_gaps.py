@@ -1,0 +1,136 @@
+"""A member's gaps kept current from visits and claims, as a care manager would follow them:
+hand-computed FMC and COL-E scenarios, in any arrival order."""
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.caregaps.lifecycle import Status
+from streams.caregaps.member import Member, Visit, gap_from_dict, gap_to_dict, update, wakeup
+from streams.claims.ledger import EffectiveClaim, Line
+
+D = dt.date
+ED = Visit("STMARYS|V1", "ed_visit", D(2026, 3, 1))
+FMC_GAP = "FMC|STMARYS|V1"
+HISTORY = [  # heart failure and COPD: two FMC condition groups
+    EffectiveClaim("h1", "h1", "PROFESSIONAL", ("I509",), (Line("2025-05-01", "99213", "1234567893", 90.0),)),
+    EffectiveClaim("h2", "h2", "PROFESSIONAL", ("J449",), (Line("2025-09-01", "99213", "1234567893", 90.0),)),
+]
+
+
+def office_visit(claim_id, day, code="99214"):
+    return EffectiveClaim(claim_id, claim_id, "PROFESSIONAL", ("I509",), (Line(day, code, "1234567893", 120.0),))
+
+
+def member(claims=(), visits=(ED,), born=D(1950, 6, 1), product="MEDICARE_ADVANTAGE"):
+    return Member(born, "F", product, [*HISTORY, *claims], list(visits))
+
+
+def run(steps, gaps=None):
+    """Apply (member, today) steps in turn; return the gaps and every event kind by gap."""
+    gaps, seen = dict(gaps or {}), []
+    for m, today in steps:
+        gaps, events = update(gaps, m, today)
+        seen += [(e.kind, e.gap.measure_id) for e in events]
+    return gaps, seen
+
+
+def test_an_ed_visit_opens_fmc_and_a_follow_up_visit_in_the_window_closes_it():
+    gaps, seen = run([(member(), D(2026, 3, 1)), (member([office_visit("f1", "2026-03-05")]), D(2026, 3, 6))])
+    assert gaps[FMC_GAP].status == Status.CLOSED and [e.id for e in gaps[FMC_GAP].evidence] == ["f1"]
+    assert [k for k, m in seen if m == "FMC"] == ["gap.opened", "gap.closed"]
+
+
+def test_running_again_on_the_same_facts_changes_nothing():
+    gaps, _ = run([(member(), D(2026, 3, 1))])
+    again, events = update(gaps, member(), D(2026, 3, 1))
+    assert again == gaps and events == []
+
+
+def test_the_deadline_passes_the_gap_is_missed_and_a_late_claim_dated_inside_still_closes_it():
+    gaps, seen = run([(member(), D(2026, 3, 1)), (member(), D(2026, 3, 6)), (member(), D(2026, 3, 9))])
+    assert gaps[FMC_GAP].status == Status.MISSED
+    assert [k for k, m in seen if m == "FMC"] == ["gap.opened", "gap.due_soon", "gap.missed"]
+    gaps, events = update(gaps, member([office_visit("f1", "2026-03-08")]), D(2026, 4, 20))
+    assert gaps[FMC_GAP].status == Status.CLOSED and gaps[FMC_GAP].closed_late
+    assert [(e.kind, e.detail.get("late")) for e in events if e.gap.measure_id == "FMC"] == [("gap.closed", "true")]
+
+
+def test_a_follow_up_one_day_after_the_window_does_not_count():
+    gaps, _ = run([(member([office_visit("f1", "2026-03-09")]), D(2026, 3, 10))])
+    assert gaps[FMC_GAP].status == Status.MISSED and gaps[FMC_GAP].evidence == ()
+
+
+def test_voiding_the_closing_claim_reopens_the_gap():
+    closed, _ = run([(member([office_visit("f1", "2026-03-05")]), D(2026, 3, 5))])
+    gaps, events = update(closed, member(), D(2026, 3, 6))  # f1 is no longer an effective claim
+    assert gaps[FMC_GAP].status == Status.OPEN
+    assert [(e.kind, e.detail) for e in events if e.gap.measure_id == "FMC"] == [
+        ("gap.opened", {"reopened_by_void": "f1"}), ("gap.due_soon", {})]  # two days left of the window
+
+
+def test_an_admission_within_seven_days_excludes_the_visit_whenever_it_is_known():
+    admitted = Visit("STMARYS|V2", "inpatient_admission", D(2026, 3, 3))
+    before, _ = run([(member(visits=[ED, admitted]), D(2026, 3, 3))])
+    assert FMC_GAP not in before  # known first: the gap never opens
+    after, seen = run([(member(), D(2026, 3, 1)), (member(visits=[ED, admitted]), D(2026, 3, 3))])
+    assert after[FMC_GAP].status == Status.NOT_APPLICABLE
+    assert [k for k, m in seen if m == "FMC"] == ["gap.opened", "gap.excluded"]
+
+
+def test_the_second_condition_arriving_after_the_visit_opens_the_gap_then():
+    only_one = Member(D(1950, 6, 1), "F", "MEDICARE_ADVANTAGE", HISTORY[:1], [ED])
+    gaps, _ = run([(only_one, D(2026, 3, 2))])
+    assert FMC_GAP not in gaps
+    gaps, events = update(gaps, member(), D(2026, 3, 3))
+    assert gaps[FMC_GAP].status == Status.OPEN
+
+
+def test_no_coverage_no_gap_and_a_commercial_member_is_outside_fmc():
+    assert update({}, Member(None, None, None, HISTORY, [ED]), D(2026, 3, 1)) == ({}, [])
+    gaps, _ = run([(member(product="COMMERCIAL"), D(2026, 3, 1))])
+    assert FMC_GAP not in gaps
+
+
+def test_colorectal_screening_opens_for_the_year_and_a_colonoscopy_nine_years_back_closes_it():
+    plain = Member(D(1960, 1, 1), "M", "COMMERCIAL", [], [])
+    gaps, events = update({}, plain, D(2026, 2, 1))
+    assert gaps["COL-E|2026"].status == Status.OPEN and gaps["COL-E|2026"].due == D(2026, 12, 31)
+    scoped = EffectiveClaim("s1", "s1", "PROFESSIONAL", ("Z1211",), (Line("2017-04-01", "45378", "1234567893", 900.0),))
+    gaps, events = update(gaps, Member(D(1960, 1, 1), "M", "COMMERCIAL", [scoped], []), D(2026, 2, 1))
+    assert gaps["COL-E|2026"].status == Status.CLOSED
+    assert [e.kind for e in events] == ["gap.closed"]
+
+
+def test_a_member_already_screened_is_announced_once_as_closed():
+    scoped = EffectiveClaim("s1", "s1", "PROFESSIONAL", (), (Line("2025-04-01", "82270", "1234567893", 20.0),))
+    gaps, events = update({}, Member(D(1960, 1, 1), "M", "COMMERCIAL", [scoped], []), D(2025, 6, 1))
+    assert gaps["COL-E|2025"].status == Status.CLOSED and [e.kind for e in events] == ["gap.closed"]
+
+
+def test_timers_wake_the_member_on_the_warning_day_the_day_after_the_deadline_and_new_year():
+    gaps, _ = run([(member(), D(2026, 3, 1))])
+    assert wakeup(gaps, D(2026, 3, 1)) == D(2026, 3, 6)  # due 03-08, warned two days before
+    gaps, _ = run([(member(), D(2026, 3, 6))], gaps)
+    assert wakeup(gaps, D(2026, 3, 6)) == D(2026, 3, 9)
+    gaps, _ = run([(member(), D(2026, 3, 9))], gaps)
+    assert wakeup(gaps, D(2026, 3, 9)) == D(2027, 1, 1)
+
+
+def test_gaps_survive_the_changelog():
+    gaps, _ = run([(member([office_visit("f1", "2026-03-05")]), D(2026, 3, 5))])
+    assert {k: gap_from_dict(gap_to_dict(g)) for k, g in gaps.items()} == gaps
+
+
+CLAIMS = [office_visit("f1", "2026-03-04"), office_visit("f2", "2026-03-06", "99496"),
+          office_visit("late", "2026-03-20")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.permutations(CLAIMS))
+def test_the_same_claims_in_any_order_give_the_same_gap(order):
+    gaps, _ = run([(member(), D(2026, 3, 1))])
+    for i in range(len(order)):
+        gaps, _ = update(gaps, member(order[: i + 1]), D(2026, 3, 10))
+    assert gaps[FMC_GAP].status == Status.CLOSED
+    assert sorted(e.id for e in gaps[FMC_GAP].evidence) == ["f1", "f2"]
