@@ -22,7 +22,10 @@ def office_visit(claim_id, day, code="99214"):
     return EffectiveClaim(claim_id, claim_id, "PROFESSIONAL", ("I509",), (Line(day, code, "1234567893", 120.0),))
 
 
-def member(claims=(), visits=(ED,), born=D(1950, 6, 1), product="MEDICARE_ADVANTAGE"):
+BORN = D(1950, 6, 1)
+
+
+def member(claims=(), visits=(ED,), born=BORN, product="MEDICARE_ADVANTAGE"):
     return Member(born, "F", product, [*HISTORY, *claims], list(visits))
 
 

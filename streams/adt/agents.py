@@ -19,6 +19,7 @@ def now_ms() -> int:
 
 def register(p: Pipeline) -> None:
     events_topic, alerts_topic = p.topic(topics.ADT_EVENTS), p.topic(topics.ALERTS)
+    encounters_topic = p.topic(topics.ENCOUNTERS)
     expiry_topic = p.topic(topics.VISIT_EXPIRY)
     visit_table = p.table("visits")
     autoclose_s = p.settings.ed_visit_autoclose_s
@@ -41,6 +42,8 @@ def register(p: Pipeline) -> None:
             sent = await alerts_topic.send(key=(alert.member_id or adt.visit_key).encode(), value=p.codec.encode(alert))
             await sent
             ALERTS.labels(alert_type=alert.alert_type).inc()
+        for encounter in outcome.encounters:  # to the member's care gaps, keyed by member
+            await (await encounters_topic.send(key=encounter.member_id.encode(), value=p.codec.encode(encounter)))
         state = outcome.state.to_dict()
         if state != stored:
             visit_table[adt.visit_key] = state

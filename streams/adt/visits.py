@@ -9,7 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.models import AdtEvent, Alert
+from streams.models import AdtEvent, Alert, Encounter
 
 ED_VISIT = "adt.ed_visit"
 # Enough to recognise resent messages; a visit with more distinct messages than this is a storm,
@@ -36,6 +36,7 @@ class VisitState:
     control_ids: list[str] = field(default_factory=list)
     event_types: list[str] = field(default_factory=list)
     alerts_raised: list[str] = field(default_factory=list)
+    encounters_sent: list[str] = field(default_factory=list)  # kinds told to the member's care gaps
     cancellations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class Outcome:
     state: VisitState
     duplicate: bool = False
     alerts: list[Alert] = field(default_factory=list)
+    encounters: list[Encounter] = field(default_factory=list)
 
 
 def alert_id(alert_type: str, visit_key: str) -> str:
@@ -94,7 +96,33 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     if is_ed_presentation(event) and ED_VISIT not in state.alerts_raised:
         state.alerts_raised.append(ED_VISIT)
         alerts.append(_alert(ED_VISIT, state, event, now_ms))
-    return Outcome(state, duplicate=repeated_event, alerts=alerts)
+    return Outcome(state, duplicate=repeated_event, alerts=alerts, encounters=_encounters(state, event))
+
+
+def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:
+    """The visit as care gaps see it (an ED visit opens a follow-up gap, an admission excludes one),
+    once per kind; only for a known member, since gaps are kept per member."""
+    if not state.member_id or event.event_type in CANCELS:
+        return []
+    kinds = []
+    if ED_VISIT in state.alerts_raised:
+        kinds.append("ed_visit")
+    if state.patient_class == "I" and event.event_type in ("A01", "A06"):
+        kinds.append("inpatient_admission")
+    if state.patient_class == "I" and event.event_type == "A03":
+        kinds.append("inpatient_discharge")
+    found = []
+    for kind in kinds:
+        when = (event.discharge_time or event.event_time) if kind == "inpatient_discharge" else (
+            state.admit_time or event.event_time)
+        if kind in state.encounters_sent or not when:
+            continue
+        state.encounters_sent.append(kind)
+        found.append(Encounter(
+            encounter_id=state.visit_key, member_id=state.member_id, kind=kind, day=when[:10],
+            facility=state.facility, received_at_ms=event.received_at_ms,
+            alert_id=alert_id(ED_VISIT, state.visit_key) if kind == "ed_visit" else None))
+    return found
 
 
 def expire(state: VisitState, now_ms: int, after_s: float) -> bool:

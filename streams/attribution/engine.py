@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from streams.attribution.methods import Method, MethodError, Step, method_for
-from streams.claims.ledger import Ledger, effective_claims, spans
+from streams.claims.ledger import Ledger, covering, effective_claims, spans
 
 
 class Candidate(NamedTuple):
@@ -104,18 +104,16 @@ def evaluate(member_id: str, ledger: Ledger, providers: Mapping[str, Mapping[str
     review = _Review(as_of)
     day = as_of.isoformat()
     all_spans = spans(ledger)
-    coverage = [s for s in all_spans
-                if s.coverage_start[:10] <= day and (not s.coverage_end or day <= s.coverage_end[:10])]
+    span = covering(ledger, day)
     for s in all_spans:
         review.at(dt.date.fromisoformat(s.coverage_start[:10]))
         if s.coverage_end:
             review.at(dt.date.fromisoformat(s.coverage_end[:10]) + dt.timedelta(days=1))
     base = {"member_id": member_id, "as_of": day}
-    if not coverage:
+    if span is None:
         return Decision(**base, organization_id=None, npi=None, method_id=None, method_version=None,
                         rule="no_active_coverage", reason=f"no eligibility span covers {day}",
                         next_review=_iso(review.next))
-    span = max(coverage, key=lambda s: (s.coverage_start, s.payer))
     try:
         method = method_for(span.payer, span.product_line)
     except MethodError as exc:

@@ -38,6 +38,7 @@ class Gap:
     due_soon_sent: bool = False
     evidence: tuple[Evidence, ...] = ()  # what closed it, and any further evidence in the window
     closed_late: bool = False  # closed by evidence that arrived after the deadline
+    revision: int = 0  # transitions so far: numbers the gap's events, so each has an id of its own
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,16 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
     if isinstance(fact, Opened):
         if gap is not None:
             return gap, []  # the same trigger again (a repeated ADT message): nothing new
-        return _settle(Gap(fact.measure_id, fact.trigger_id, fact.window_start, fact.due, Status.OPEN),
-                       today, due_soon_days, [("gap.opened", {})])
+        gap, opened = _transition(Gap(fact.measure_id, fact.trigger_id, fact.window_start, fact.due, Status.OPEN),
+                                  "gap.opened")
+        return _settle(gap, today, due_soon_days, [opened])
     if gap is None:
         return None, []
     if gap.status == Status.NOT_APPLICABLE:
         return gap, []  # final: an exclusion is not undone by later evidence
     if isinstance(fact, Excluded):
-        excluded = dataclasses.replace(gap, status=Status.NOT_APPLICABLE)
-        return excluded, [GapEvent("gap.excluded", excluded, {"reason": fact.reason})]
+        gap, event = _transition(gap, "gap.excluded", {"reason": fact.reason}, status=Status.NOT_APPLICABLE)
+        return gap, [event]
     if isinstance(fact, EvidenceAdded):
         e = fact.evidence
         if not gap.window_start <= e.service_date <= gap.due or e in gap.evidence:
@@ -99,8 +101,9 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
         gap = dataclasses.replace(gap, evidence=(*gap.evidence, e))
         if gap.status in (Status.OPEN, Status.MISSED):
             late = today > gap.due
-            closed = dataclasses.replace(gap, status=Status.CLOSED, closed_late=late)
-            return closed, [GapEvent("gap.closed", closed, {"evidence": e.id, **({"late": "true"} if late else {})})]
+            gap, event = _transition(gap, "gap.closed", {"evidence": e.id, **({"late": "true"} if late else {})},
+                                     status=Status.CLOSED, closed_late=late)
+            return gap, [event]
         return gap, []
     if isinstance(fact, EvidenceVoided):
         remaining = tuple(e for e in gap.evidence if (e.source, e.id) != (fact.source, fact.id))
@@ -108,25 +111,29 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
             return gap, []
         gap = dataclasses.replace(gap, evidence=remaining)
         if gap.status == Status.CLOSED and not remaining:
-            reopened = dataclasses.replace(gap, status=Status.OPEN, closed_late=False, due_soon_sent=False)
-            return _settle(reopened, today, due_soon_days, [("gap.opened", {"reopened_by_void": fact.id})])
+            gap, event = _transition(gap, "gap.opened", {"reopened_by_void": fact.id}, status=Status.OPEN,
+                                     closed_late=False, due_soon_sent=False)
+            return _settle(gap, today, due_soon_days, [event])
         return gap, []
     return _settle(gap, today, due_soon_days, [])
 
 
-def _settle(gap: Gap, today: dt.date, due_soon_days: int,
-            pending: list[tuple[str, dict]]) -> tuple[Gap, list[GapEvent]]:
+def _transition(gap: Gap, kind: str, detail: dict[str, str] | None = None, **changes) -> tuple[Gap, GapEvent]:
+    gap = dataclasses.replace(gap, revision=gap.revision + 1, **changes)
+    return gap, GapEvent(kind, gap, detail or {})
+
+
+def _settle(gap: Gap, today: dt.date, due_soon_days: int, events: list[GapEvent]) -> tuple[Gap, list[GapEvent]]:
     """Bring an open gap up to date with the calendar: a warning when the deadline is near, missed
     once it has passed."""
-    events = [GapEvent(kind, gap, detail) for kind, detail in pending]
     if gap.status != Status.OPEN:
         return gap, events
     if today > gap.due:
-        gap = dataclasses.replace(gap, status=Status.MISSED)
-        events.append(GapEvent("gap.missed", gap))
+        gap, event = _transition(gap, "gap.missed", status=Status.MISSED)
+        events.append(event)
     elif not gap.due_soon_sent and today >= gap.due - dt.timedelta(days=due_soon_days):
-        gap = dataclasses.replace(gap, due_soon_sent=True)
-        events.append(GapEvent("gap.due_soon", gap))
+        gap, event = _transition(gap, "gap.due_soon", due_soon_sent=True)
+        events.append(event)
     return gap, events
 
 

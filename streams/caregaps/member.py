@@ -174,7 +174,7 @@ def forget_old_visits(visits: list[Visit], today: dt.date) -> list[Visit]:
 def gap_to_dict(gap: Gap) -> dict[str, Any]:
     return {"measure_id": gap.measure_id, "trigger_id": gap.trigger_id,
             "window_start": gap.window_start.isoformat(), "due": gap.due.isoformat(), "status": gap.status.value,
-            "due_soon_sent": gap.due_soon_sent, "closed_late": gap.closed_late,
+            "due_soon_sent": gap.due_soon_sent, "closed_late": gap.closed_late, "revision": gap.revision,
             "evidence": [[e.source, e.id, e.service_date.isoformat()] for e in gap.evidence]}
 
 
@@ -182,5 +182,6 @@ def gap_from_dict(data: Mapping[str, Any]) -> Gap:
     return Gap(measure_id=data["measure_id"], trigger_id=data["trigger_id"],
                window_start=dt.date.fromisoformat(data["window_start"]), due=dt.date.fromisoformat(data["due"]),
                status=Status(data["status"]), due_soon_sent=data["due_soon_sent"], closed_late=data["closed_late"],
+               revision=data["revision"],
                evidence=tuple(Evidence(s, i, dt.date.fromisoformat(d)) for s, i, d in data["evidence"]))
 

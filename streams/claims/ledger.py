@@ -157,3 +157,10 @@ def spans(ledger: Ledger) -> list[EligibilitySpan]:
         ledger._spans = sorted((EligibilitySpan.from_record(s) for s in ledger.spans.values()),
                                key=lambda s: (s.coverage_start, s.payer))
     return ledger._spans
+
+
+def covering(ledger: Ledger, day: str) -> EligibilitySpan | None:
+    """The coverage in force on ``day`` (ISO date): of several, the one that started last."""
+    current = [s for s in spans(ledger)
+               if s.coverage_start[:10] <= day and (not s.coverage_end or day <= s.coverage_end[:10])]
+    return max(current, key=lambda s: (s.coverage_start, s.payer), default=None)

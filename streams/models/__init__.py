@@ -9,6 +9,7 @@ from streams.models.record import Record
 
 __all__ = [
     "AdtEvent", "Alert", "AttributionChange", "AttributionOverride", "ClaimLine", "DeadLetter", "Diagnosis",
-    "EligibilitySpan", "Encounter", "GapInfo", "MedicalClaim", "Patient", "PatientIdentifier", "PharmacyClaim", "Provider", "Record",
+    "EligibilitySpan", "Encounter", "GapInfo", "MedicalClaim", "Patient", "PatientIdentifier", "PharmacyClaim",
+    "Provider", "Record",
     "visit_key",
 ]
