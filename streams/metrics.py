@@ -21,6 +21,8 @@ ADT_TO_WEBHOOK = Histogram(
 MLLP_MESSAGES = Counter("gapstream_mllp_messages_total", "HL7 messages answered by the MLLP ingress", ["ack_code"])
 ATTRIBUTION_CHANGES = Counter("gapstream_attribution_changes_total",
                               "Members whose attributed organization or provider changed", ["rule"])
+GAP_EVENTS = Counter("gapstream_gap_events_total", "Care-gap transitions (gap.opened, gap.closed, ...) by measure",
+                     ["measure", "kind"])
 CLAIMS_HELD = Counter("gapstream_claims_held_total", "Claims kept but not yet usable, by why", ["reason"])
 
 

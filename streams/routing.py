@@ -12,6 +12,7 @@ import faust
 
 from sinks.webhooks.payloads import alert_body
 from streams import topics
+from streams.adt.visits import ED_VISIT
 from streams.metrics import ALERTS_ROUTED
 from streams.models import Alert
 from streams.pipeline import Pipeline
@@ -19,6 +20,12 @@ from streams.pipeline import Pipeline
 
 def register(p: Pipeline) -> None:
     def route_and_store(alert: Alert) -> bool:
+        if alert.member_id and alert.gap:
+            p.store.gaps.record(alert.member_id, alert.gap)
+        elif alert.member_id and alert.alert_type == ED_VISIT:
+            # The member's open gaps as of now; the follow-up gap this visit opens follows as its own
+            # gap.opened alert, which names this alert (the gaps are decided where the claims are).
+            alert.open_gaps = p.store.gaps.for_member(alert.member_id, status="open")
         current = p.store.attribution.current(alert.member_id) if alert.member_id else None
         alert.organization_id = current.organization_id if current else None
         ALERTS_ROUTED.labels(routed="yes" if alert.organization_id else "no").inc()

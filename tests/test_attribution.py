@@ -163,7 +163,7 @@ def test_a_message_apply_calls_irrelevant_leaves_the_decision_as_it_was(order):
     apply(state, span())
     members_decide("M1", state, PROVIDERS, AS_OF, 0)
     for m in order:
-        if apply(state, m):
+        if apply(state, m).attribution:
             members_decide("M1", state, PROVIDERS, AS_OF, 0)
         else:
             fresh = evaluate("M1", state.ledger, PROVIDERS, [], AS_OF)
@@ -176,9 +176,9 @@ def test_a_message_apply_calls_irrelevant_leaves_the_decision_as_it_was(order):
 def test_labs_and_fills_are_irrelevant_and_corrections_never_are():
     state = MemberState()
     apply(state, span())
-    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)) is False
-    assert apply(state, fill("f1")) is False
-    assert apply(state, visit("c1", PCP_A, "2025-01-05")) is True
+    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)).attribution is False
+    assert apply(state, fill("f1")).attribution is False
+    assert apply(state, visit("c1", PCP_A, "2025-01-05")).attribution is True
     # A replacement may turn a lab claim into a visit: always evaluated, whatever its codes.
-    assert apply(state, visit("lab-r", PCP_B, "2025-03-01", frequency="7", original="lab")) is True
-    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)) is True  # the same id again
+    assert apply(state, visit("lab-r", PCP_B, "2025-03-01", frequency="7", original="lab")).attribution is True
+    assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)).attribution is True  # the same id again

@@ -90,3 +90,30 @@ def test_undischarged_ed_visits_close_after_the_configured_time():
 def test_state_round_trips_through_a_dict():
     state, _ = run(adt("A04", "1"), adt("A11", "2"))
     assert VisitState.from_dict(state.to_dict()) == state
+
+
+def encounters(*events):
+    state, found = None, []
+    for i, e in enumerate(events):
+        outcome = apply(state, e, now_ms=10_000 + i)
+        state, found = outcome.state, found + outcome.encounters
+    return [(e.kind, e.day, e.member_id) for e in found]
+
+
+def timed(event, when):
+    event.admit_time, event.event_time = when, when
+    return event
+
+
+def test_care_gaps_hear_of_an_ed_visit_once_and_of_the_admission_that_followed():
+    assert encounters(timed(adt("A04", "1"), "2026-03-01T22:10:00-05:00"), adt("A08", "2"), adt("A04", "3"),
+                      timed(adt("A06", "4", patient_class="I"), "2026-03-02T01:00:00-05:00"),
+                      timed(adt("A03", "5", patient_class="I"), "2026-03-05T11:00:00-05:00")) == [
+        ("ed_visit", "2026-03-01", "M1"), ("inpatient_admission", "2026-03-02", "M1"),
+        ("inpatient_discharge", "2026-03-05", "M1")]
+
+
+def test_a_visit_without_a_member_id_tells_care_gaps_nothing():
+    event = timed(adt("A04", "1"), "2026-03-01T10:00:00")
+    event.member_id = None
+    assert encounters(event) == []

@@ -128,3 +128,16 @@ class AttributionListVersion(Base):
     organization_id: Mapped[str] = mapped_column(String(128), index=True)
     published_at: Mapped[str] = mapped_column(String(40))
     members: Mapped[str] = mapped_column(Text)  # JSON: {member_id: npi}
+
+
+class CareGap(Base):
+    """Each member's gaps in their latest status (the highest revision a gap alert reported)."""
+    __tablename__ = "care_gaps"
+    __table_args__ = (Index("ix_care_gaps_member_status", "member_id", "status"),)
+    member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    gap_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    measure_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    due: Mapped[str] = mapped_column(String(10))
+    revision: Mapped[int] = mapped_column(Integer)
+    info: Mapped[str] = mapped_column(Text)  # the GapInfo record as JSON

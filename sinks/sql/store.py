@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from sinks.sql.attribution import AttributionStore
+from sinks.sql.gaps import GapStore
 from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt, Subscription
 from streams.models import Alert
 
@@ -64,6 +65,7 @@ class Store:
             upgrade(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self.attribution = AttributionStore(self._session)
+        self.gaps = GapStore(self._session, self._insert())
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

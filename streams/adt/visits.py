@@ -120,8 +120,7 @@ def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:
         state.encounters_sent.append(kind)
         found.append(Encounter(
             encounter_id=state.visit_key, member_id=state.member_id, kind=kind, day=when[:10],
-            facility=state.facility, received_at_ms=event.received_at_ms,
-            alert_id=alert_id(ED_VISIT, state.visit_key) if kind == "ed_visit" else None))
+            facility=state.facility, received_at_ms=event.received_at_ms))
     return found
 
 

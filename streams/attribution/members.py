@@ -1,7 +1,9 @@
-"""A member's state between messages, and the step from one message to a decision.
+"""A member's state between messages, and the steps from one message to an attribution decision
+and to the member's care gaps.
 
-Pure functions: the attribution processor only loads the state, calls :func:`apply` and
-:func:`decide`, and keeps the result.
+Pure functions: the member processor only loads the state, calls :func:`apply`, then :func:`decide`
+and :func:`keep_gaps` when the message may have changed their answer, and keeps the result. Both
+live on one state because both read the same claims: one decode and one ledger per member.
 """
 
 from __future__ import annotations
@@ -10,15 +12,33 @@ import datetime as dt
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from streams.attribution.engine import Decision, evaluate
 from streams.attribution.methods import counted_codesets
+from streams.caregaps.lifecycle import Gap, GapEvent
+from streams.caregaps.member import Member as GapFacts
+from streams.caregaps.member import (
+    Visit,
+    forget_old_visits,
+    gap_from_dict,
+    gap_to_dict,
+)
+from streams.caregaps.member import counted_codesets as gap_codesets
+from streams.caregaps.member import update as update_gaps
+from streams.caregaps.member import wakeup as gaps_wakeup
 from streams.claims import validation
-from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span
-from streams.models import AttributionChange, AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim
+from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span, covering, effective_claims
+from streams.models import (
+    AttributionChange,
+    AttributionOverride,
+    EligibilitySpan,
+    Encounter,
+    MedicalClaim,
+    PharmacyClaim,
+)
 
 
 @dataclass
@@ -27,8 +47,11 @@ class MemberState:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # dispute_id -> override
     organization_id: str | None = None
     npi: str | None = None
-    next_review: str | None = None
+    next_review: str | None = None  # when time alone may change the attribution
     unknown_npis: list[str] = field(default_factory=list)
+    gaps: dict[str, Gap] = field(default_factory=dict)  # by gap id
+    visits: list[Visit] = field(default_factory=list)
+    gaps_wakeup: str | None = None  # when time alone changes a gap (a warning, a deadline, a new year)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,7 +61,15 @@ class MemberState:
             "npi": self.npi,
             "next_review": self.next_review,
             "unknown_npis": self.unknown_npis,
+            "gaps": {key: gap_to_dict(gap) for key, gap in self.gaps.items()},
+            "visits": [[v.id, v.kind, v.day.isoformat()] for v in self.visits],
+            "gaps_wakeup": self.gaps_wakeup,
         }
+
+    @property
+    def due(self) -> str | None:
+        """The earliest date time alone changes something for this member."""
+        return min((d for d in (self.next_review, self.gaps_wakeup) if d), default=None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> MemberState:
@@ -51,10 +82,19 @@ class MemberState:
             npi=data["npi"],
             next_review=data["next_review"],
             unknown_npis=list(data["unknown_npis"]),
+            gaps={key: gap_from_dict(gap) for key, gap in data.get("gaps", {}).items()},
+            visits=[Visit(i, kind, dt.date.fromisoformat(day)) for i, kind, day in data.get("visits", [])],
+            gaps_wakeup=data.get("gaps_wakeup"),
         )
 
 
-Message = MedicalClaim | PharmacyClaim | EligibilitySpan | AttributionOverride
+Message = MedicalClaim | PharmacyClaim | EligibilitySpan | AttributionOverride | Encounter
+
+
+class Affects(NamedTuple):
+    """What a message may have changed, so only that is worked out again."""
+    attribution: bool
+    gaps: bool
 
 
 def check(message: Message, today: dt.date) -> dt.date | None:
@@ -66,29 +106,40 @@ def check(message: Message, today: dt.date) -> dt.date | None:
     if isinstance(message, EligibilitySpan):
         validation.check_span(message)
         return None
+    if isinstance(message, Encounter):
+        validation.parse_date(message.day, "encounter day")
+        return None
     validation.parse_date(message.effective_from, "override effective date")
     return None
 
 
-def apply(state: MemberState, message: Message) -> bool:
-    """Add the message to the member's state. Returns False when it cannot change the member's
-    attribution, so the decision need not be evaluated again: a pharmacy fill, or a new original
-    claim with no service any method counts (labs, imaging: most claims, in real feeds)."""
+def apply(state: MemberState, message: Message) -> Affects:
+    """Add the message to the member's state; say what it may have changed. Most messages change
+    little: a pharmacy fill no attribution, a lab claim neither attribution nor gaps."""
     if isinstance(message, MedicalClaim):
         if not add_medical(state.ledger, message):
-            return True  # a correction or a re-sent claim: which version counts may have changed
-        counted = counted_codesets()
-        return any(line.procedure_code in codes for line in message.lines for codes in counted)
+            return Affects(True, True)  # a correction or a re-sent claim: which version counts may have changed
+        procedures = [line.procedure_code for line in message.lines]
+        codes = [*procedures, *message.diagnosis_codes]
+        return Affects(any(code in counted for code in procedures for counted in counted_codesets()),
+                       any(code in counted for code in codes for counted in gap_codesets(bool(state.visits))))
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
-        return False
+        return Affects(False, False)
+    if isinstance(message, Encounter):
+        visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]))
+        if visit in state.visits:
+            return Affects(False, False)
+        state.visits.append(visit)
+        return Affects(False, True)
     if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)
-    elif message.revoked:
+        return Affects(True, True)
+    if message.revoked:
         state.overrides.pop(message.dispute_id, None)
     else:
         state.overrides[message.dispute_id] = message.to_record()
-    return True
+    return Affects(True, False)
 
 
 def decide(
@@ -137,3 +188,16 @@ class ReviewQueue:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+def keep_gaps(state: MemberState, as_of: dt.date) -> list[GapEvent]:
+    """Bring the member's care gaps up to date; return the transitions to publish."""
+    span = covering(state.ledger, as_of.isoformat())
+    birth = validation.parse_date(span.birth_date, "birth date") if span and span.birth_date else None
+    state.visits = forget_old_visits(state.visits, as_of)
+    facts = GapFacts(birth, span.sex if span else None, span.product_line if span else None,
+                     effective_claims(state.ledger), state.visits)
+    state.gaps, events = update_gaps(state.gaps, facts, as_of)
+    wake = gaps_wakeup(state.gaps, as_of)
+    state.gaps_wakeup = wake.isoformat() if wake else None
+    return events

@@ -1,5 +1,6 @@
-"""The attribution flow: each member's claims, fills, coverage and accepted disputes, re-evaluated
-on every message and on the dates their answer can change by time alone.
+"""The member flow: each member's claims, fills, coverage, visits and accepted disputes, with the
+member's attribution and care gaps worked out again whenever a message or the calendar may have
+changed them.
 
 Runs on :class:`streams.processor.StatefulProcessor` (batched checkpoints, state per partition), not
 as a Faust agent: this is the high-volume flow. The provider directory is a full copy on every
@@ -17,14 +18,15 @@ from confluent_kafka import Message
 from streams import topics
 from streams.attribution.clock import Clock
 from streams.attribution.engine import evaluate
-from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide
+from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide, keep_gaps
+from streams.caregaps.alerts import gap_alert
 from streams.child import ChildProcess
 from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
 from streams.config import Settings
 from streams.deadletters import BadInput
-from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD
-from streams.models import AttributionOverride, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
+from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD, GAP_EVENTS
+from streams.models import AttributionOverride, EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider
 from streams.processor import Output, StatefulProcessor
 from streams.serialization.codec import AvroCodec, codec_for
 from streams.state.global_table import GlobalTable
@@ -35,6 +37,7 @@ MESSAGE_TYPES = {
     topics.CLAIMS_PHARMACY: PharmacyClaim,
     topics.ELIGIBILITY: EligibilitySpan,
     topics.ATTRIBUTION_OVERRIDES: AttributionOverride,
+    topics.ENCOUNTERS: Encounter,
 }
 Where = tuple[int, str]  # (partition, member id)
 
@@ -63,7 +66,7 @@ class AttributionHandler:
 
     def assigned(self, state: PartitionState) -> None:
         for member_id, member in state.values.items():
-            self._reviews.push(member.next_review, (state.number, member_id))
+            self._reviews.push(member.due, (state.number, member_id))
             latest = latest_date(member.ledger)
             if latest:
                 self.clock.observe(dt.date.fromisoformat(latest))
@@ -86,10 +89,13 @@ class AttributionHandler:
         if day:
             self.clock.observe(day)
         member = state.get(member_id) or MemberState()
-        if apply(member, content):
-            self._decide(member_id, member, state, out)
-        else:
-            state.set(member_id, member)
+        queued = member.due
+        affects = apply(member, content)
+        if affects.attribution:
+            self._decide(member_id, member, state.number, out)
+        if affects.gaps:
+            self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms())
+        self._store(state, member_id, member, queued)
 
     def tick(self, states: dict[int, PartitionState], out: Output) -> None:
         assert self.providers is not None
@@ -115,25 +121,42 @@ class AttributionHandler:
         member = state.get(member_id) if state else None
         if member is None:
             return  # the partition moved to another worker, which has its own hints
-        if only_if_due and not (member.next_review and member.next_review <= self.clock.today().isoformat()):
+        today, queued = self.clock.today().isoformat(), member.due
+        decide_now = not only_if_due or bool(member.next_review and member.next_review <= today)
+        gaps_now = only_if_due and bool(member.gaps_wakeup and member.gaps_wakeup <= today)
+        if not (decide_now or gaps_now):
             return  # a stale hint: the member changed since it was queued
-        self._decide(member_id, member, state, out)
+        if decide_now:
+            self._decide(member_id, member, partition, out)
+        if gaps_now:
+            self._keep_gaps(member_id, member, out, _now_ms())
+        self._store(state, member_id, member, queued)
 
-    def _decide(self, member_id: str, member: MemberState, state: PartitionState, out: Output) -> None:
+    def _decide(self, member_id: str, member: MemberState, partition: int, out: Output) -> None:
         assert self.providers is not None
-        queued = member.next_review
-        decision, change = decide(member_id, member, self.providers.values, self.clock.today(),
-                                  int(time.time() * 1000))
+        decision, change = decide(member_id, member, self.providers.values, self.clock.today(), _now_ms())
         if decision.rule == "no_active_coverage" and member.ledger.claims:
             CLAIMS_HELD.labels(reason="no_active_coverage").inc()
         for npi in decision.unknown_npis:
-            self._waiting_for.setdefault(npi, set()).add((state.number, member_id))
+            self._waiting_for.setdefault(npi, set()).add((partition, member_id))
         if change:
             out.send(topics.ATTRIBUTION_CHANGES, member_id.encode(), self.codec.encode(change))
             ATTRIBUTION_CHANGES.labels(rule=change.rule).inc()
+
+    def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int) -> None:
+        for event in keep_gaps(member, self.clock.today()):
+            alert = gap_alert(member_id, event, received_at_ms, _now_ms())
+            out.send(topics.ALERTS, member_id.encode(), self.codec.encode(alert))
+            GAP_EVENTS.labels(measure=event.gap.measure_id, kind=event.kind).inc()
+
+    def _store(self, state: PartitionState, member_id: str, member: MemberState, queued: str | None) -> None:
         state.set(member_id, member)
-        if member.next_review != queued:  # an unchanged date is queued already
-            self._reviews.push(member.next_review, (state.number, member_id))
+        if member.due != queued:  # an unchanged date is queued already
+            self._reviews.push(member.due, (state.number, member_id))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class AttributionFlow:

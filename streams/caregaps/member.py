@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from streams.caregaps import followup, screening
@@ -151,16 +152,17 @@ def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measur
     return min((d for d in dates if d), default=None)
 
 
-def counted_codesets(catalog: Mapping[str, Measure] | None = None) -> tuple[CodeSet, ...]:
+@cache
+def counted_codesets(with_followup: bool = True) -> tuple[CodeSet, ...]:
     """Every code set a measure reads claims through (numerators, modalities, conditions,
-    exclusions): a claim with no code in any of them cannot change a gap."""
+    exclusions): a claim with no code in any of them cannot change a gap. Follow-up measures read
+    claims only for members with a visit, hence ``with_followup``."""
     found: dict[str, CodeSet] = {}
-    for m in (catalog if catalog is not None else measures()).values():
+    for m in measures().values():
+        if isinstance(m.rules, FollowUp) and not with_followup:
+            continue
         sets = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
-        if isinstance(m.rules, FollowUp):
-            sets.append(m.rules.codeset)
-        else:
-            sets += [mod.codeset for mod in m.rules.modalities]
+        sets += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
         found.update({s.id: s for s in sets if s is not None})
     return tuple(found.values())
 

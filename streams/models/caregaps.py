@@ -15,7 +15,6 @@ class Encounter(Record):
     day: str
     facility: str
     received_at_ms: int
-    alert_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -30,4 +29,5 @@ class GapInfo(Record):
     due: str
     evidence_ids: list[str] = field(default_factory=list)
     closed_late: bool = False
+    revision: int = 0
     detail: dict[str, str] = field(default_factory=dict)

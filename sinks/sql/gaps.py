@@ -1,0 +1,36 @@
+"""Care gaps in SQL: the latest status of each member's gaps, kept from the gap alerts, for the
+ED-visit alert (which carries the member's open gaps) and the HTTP API."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sinks.sql.models import CareGap
+from streams.models import GapInfo
+
+
+class GapStore:
+    def __init__(self, session: sessionmaker[Session], insert: Callable):
+        self._session, self._insert = session, insert
+
+    def record(self, member_id: str, gap: GapInfo) -> None:
+        """Keep the gap's status; a redelivered or older revision changes nothing."""
+        row = {"member_id": member_id, "gap_id": gap.gap_id, "measure_id": gap.measure_id, "status": gap.status,
+               "due": gap.due, "revision": gap.revision, "info": json.dumps(gap.to_record(), sort_keys=True)}
+        stmt = self._insert(CareGap).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["member_id", "gap_id"], set_={k: stmt.excluded[k] for k in row if k not in (
+                "member_id", "gap_id")}, where=CareGap.revision < stmt.excluded.revision)
+        with self._session.begin() as s:
+            s.execute(stmt)
+
+    def for_member(self, member_id: str, status: str | None = None) -> list[GapInfo]:
+        query = select(CareGap.info).where(CareGap.member_id == member_id)
+        if status:
+            query = query.where(CareGap.status == status)
+        with self._session() as s:
+            return [GapInfo.from_record(json.loads(info)) for info in s.scalars(query.order_by(CareGap.due,
+                                                                                               CareGap.gap_id))]
