@@ -201,7 +201,9 @@ def subscriptions() -> None:
 @click.option("--organization", required=True, help="Organization id, as in the provider directory.")
 @click.option("--url", required=True, help="Endpoint that receives signed alerts.")
 @click.option("--secret", required=True, help="Signing secret, whsec_ followed by base64.")
-def subscriptions_add(organization: str, url: str, secret: str) -> None:
+@click.option("--events", default="*", show_default=True,
+              help="Alert types to receive, comma-separated; patterns such as adt.* or gap.* allowed.")
+def subscriptions_add(organization: str, url: str, secret: str, events: str) -> None:
     """Register a webhook endpoint for an organization."""
     from sinks.sql.store import Store
 
@@ -209,7 +211,7 @@ def subscriptions_add(organization: str, url: str, secret: str) -> None:
         raise Failure("the secret must start with whsec_ (Standard Webhooks format)")
     if not url.startswith(("http://", "https://")):
         raise Failure("the url must be http(s)")
-    click.echo(Store(_settings().sqlalchemy_url).add_subscription(organization, url, secret))
+    click.echo(Store(_settings().sqlalchemy_url).add_subscription(organization, url, secret, events))
 
 
 @main.command()

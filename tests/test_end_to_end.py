@@ -56,7 +56,8 @@ def stack(broker, tmp_path_factory):
     env = worker.env
     receiver = Receiver(secret=new_secret()).start()
     for org in {o.organization_id for o in pop.organizations} | {"ORG-CORPUS"}:
-        cli(env, "subscriptions", "add", "--organization", org, "--url", receiver.url, "--secret", receiver.secret)
+        cli(env, "subscriptions", "add", "--organization", org, "--url", receiver.url, "--secret", receiver.secret,
+            "--events", "adt.*")
     cli(env, "load", "providers", str(data_dir / "providers.csv"))
     cli(env, "load", "eligibility", str(data_dir / "eligibility.csv"))
     wait_for(lambda: (health(worker.web_port) or {}).get("attributed") == attributable, 60,

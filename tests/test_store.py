@@ -112,3 +112,30 @@ def test_attribution_history_is_kept_in_periods_and_redelivery_changes_nothing(s
     assert [(h.organization_id, h.end_date) for h in attribution.history("M2")] == [("ORG-B", "2025-04-01")]
     assert (attribution.current("M1").organization_id, attribution.current("M2").organization_id) == ("ORG-C", None)
     assert [c.member_id for c in attribution.members_of("ORG-C")] == ["M1"]
+
+
+def test_a_subscription_receives_only_the_alert_types_it_asked_for(store):
+    adt_only = store.add_subscription("ORG1", "http://127.0.0.1:9/a", "whsec_x", "adt.*")
+    everything = store.add_subscription("ORG1", "http://127.0.0.1:9/b", "whsec_y")
+    gap = alert("g1")
+    gap.alert_type = "gap.opened"
+    store.save_alert(alert(), alert_body)
+    store.save_alert(gap, alert_body)
+    assert sorted((d.subscription_id == adt_only, d.event_type) for d in store.deliveries()) == [
+        (False, "adt.ed_visit"), (False, "gap.opened"), (True, "adt.ed_visit")]
+    assert everything
+
+
+def test_a_gap_keeps_its_latest_revision_whatever_order_alerts_arrive_in(store):
+    from streams.models import GapInfo
+
+    def info(status, revision):
+        return GapInfo(gap_id="FMC|F|V1", measure_id="FMC", measure_title="t", trigger_id="F|V1", status=status,
+                       window_start="2026-03-01", due="2026-03-08", revision=revision)
+
+    store.gaps.record("M1", info("closed", 2))
+    store.gaps.record("M1", info("open", 1))  # late, older: ignored
+    assert [g.status for g in store.gaps.for_member("M1")] == ["closed"]
+    assert store.gaps.for_member("M1", status="open") == []
+    store.gaps.record("M1", info("open", 3))  # re-opened by a void
+    assert [g.revision for g in store.gaps.for_member("M1", status="open")] == [3]

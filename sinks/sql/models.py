@@ -16,6 +16,8 @@ class Subscription(Base):
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
+    # Comma-separated alert types it receives; shell-style patterns ("adt.*", "gap.*", "*").
+    event_types: Mapped[str] = mapped_column(Text, default="*")
     created_at: Mapped[float] = mapped_column(Float)
 
 

@@ -6,6 +6,7 @@ Calls are synchronous; async callers run them in a thread.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 import uuid
@@ -26,6 +27,11 @@ from streams.models import Alert
 # Renders the webhook body of an alert for one delivery (given its webhook id).
 BodyFn = Callable[[Alert, str], str]
 _WEBHOOK_NAMESPACE = uuid.UUID("0f9c3a51-2b7e-4d8a-9a57-0c8a2f61d3b4")
+
+
+def wants(event_types: str, alert_type: str) -> bool:
+    """Whether a subscription's comma-separated patterns take this alert type."""
+    return any(fnmatch.fnmatchcase(alert_type, p.strip()) for p in event_types.split(",") if p.strip())
 
 
 def webhook_id(alert_id: str, subscription_id: str) -> str:
@@ -71,11 +77,11 @@ class Store:
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     # -- subscriptions ---------------------------------------------------------------------------
-    def add_subscription(self, organization_id: str, url: str, secret: str) -> str:
+    def add_subscription(self, organization_id: str, url: str, secret: str, event_types: str = "*") -> str:
         sub_id = f"sub_{uuid.uuid4().hex[:16]}"
         with self._session.begin() as s:
             s.add(Subscription(id=sub_id, organization_id=organization_id, url=url, secret=secret,
-                               active=True, created_at=time.time()))
+                               active=True, created_at=time.time(), event_types=event_types))
         return sub_id
 
     def subscriptions_for(self, organization_id: str) -> list[Subscription]:
@@ -102,6 +108,8 @@ class Store:
                 Subscription.organization_id == alert.organization_id, Subscription.active.is_(True))).all()
             ids = []
             for sub in subs:
+                if not wants(sub.event_types, alert.alert_type):
+                    continue
                 wid = webhook_id(alert.alert_id, sub.id)
                 s.execute(insert(Delivery).values(
                     webhook_id=wid, alert_id=alert.alert_id, subscription_id=sub.id, event_type=alert.alert_type,

@@ -85,7 +85,7 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
         receiver_port, web_port, mllp_port = free_port(), free_port(), free_port()
         store = Store(settings.sqlalchemy_url)
         for org in pop.organizations:
-            store.add_subscription(org.organization_id, f"http://127.0.0.1:{receiver_port}/alerts", secret)
+            store.add_subscription(org.organization_id, f"http://127.0.0.1:{receiver_port}/alerts", secret, "adt.*")
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_MLLP_PORT": str(mllp_port),
                "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1,2",

@@ -1,4 +1,5 @@
-"""care gaps: each member's gaps in their latest status, as gap alerts report them
+"""care gaps: each member's gaps in their latest status, as gap alerts report them; the alert
+types a subscription receives
 
 Revision ID: 0003
 Revises: 0002
@@ -24,8 +25,11 @@ def upgrade() -> None:
         sa.Column("info", sa.Text, nullable=False),
     )
     op.create_index("ix_care_gaps_member_status", "care_gaps", ["member_id", "status"])
+    op.add_column("subscriptions", sa.Column("event_types", sa.Text, nullable=False, server_default="*"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.drop_column("event_types")
     op.drop_index("ix_care_gaps_member_status", "care_gaps")
     op.drop_table("care_gaps")
