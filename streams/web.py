@@ -80,6 +80,13 @@ def register(p: Pipeline) -> None:
             history = await asyncio.to_thread(store.history, member_id)
             return self.json({"current": row, "history": [_row(h) for h in history], "live": live})
 
+    @app.page("/gaps/{member_id}")
+    class Gaps(View):
+        async def get(self, request: Request, member_id: str) -> Response:
+            """The member's care gaps in their latest status (``?status=open`` for the open ones)."""
+            found = await asyncio.to_thread(p.store.gaps.for_member, member_id, request.query.get("status"))
+            return self.json({"member_id": member_id, "gaps": [g.to_record() for g in found]})
+
     @app.page("/disputes")
     class Disputes(View):
         async def get(self, request: Request) -> Response:

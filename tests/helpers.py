@@ -9,9 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -81,6 +83,19 @@ def health(web_port: int) -> dict | None:
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=1) as r:
             return json.load(r)
     return None
+
+
+def call(port: int, path: str, body: dict | None = None) -> tuple[int, Any]:
+    """GET (or POST ``body`` as JSON to) the worker's HTTP API; (status, JSON or text)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if r.headers.get_content_type() == "application/json" else text)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read().decode())
 
 
 def metrics_text(port: int) -> str:

@@ -4,8 +4,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,23 +14,11 @@ from streams.models import DeadLetter
 from streams.serialization.codec import AvroCodec
 from streams.sources.publish import publish
 from tests.claims_factory import fill, visit
-from tests.helpers import health, metrics_text, read_topic, start_worker, wait_for
+from tests.helpers import call, health, metrics_text, read_topic, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 RIF = Path(__file__).parent / "fixtures" / "rif"
 MEMBER, ORG, NPI = "-1000006", "TIN:999145882", "9999310391"
-
-
-def call(port, path, body=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            text = r.read().decode()
-            return r.status, (json.loads(text) if r.headers.get_content_type() == "application/json" else text)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read().decode())
 
 
 @pytest.fixture(scope="module")

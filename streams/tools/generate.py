@@ -123,7 +123,9 @@ def _ts(t: dt.datetime) -> str:
     return t.strftime("%Y%m%d%H%M%S") + t.strftime("%z")
 
 
-class _Feed:
+class AdtFeed:
+    """HL7 v2.5.1 ADT messages of generated visits, numbered per feed."""
+
     def __init__(self, rng: random.Random):
         self.rng = rng
         self.messages: list[str] = []
@@ -163,7 +165,7 @@ def adt_feed(pop: Population, seed: int, visits: int, start: dt.datetime | None 
         member = rng.choice(pop.members)
         facility = rng.choice(HOSPITALS)[0]
         visit = f"V{seed % 100:02d}{v:08d}"
-        feed = _Feed(random.Random(rng.random()))
+        feed = AdtFeed(random.Random(rng.random()))
         feed._seq = v * 100
         t = start + dt.timedelta(minutes=rng.randrange(0, 24 * 60))
         if rng.random() < 0.6:  # an ED visit

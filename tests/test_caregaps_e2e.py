@@ -1,0 +1,131 @@
+"""Care gaps on real parts: an ED visit sent over MLLP opens the FMC follow-up gap of a member with
+two chronic conditions, a follow-up claim closes it, a void of that claim re-opens it; each step
+reaches the organization's endpoint as a signed webhook, and the next ED alert carries the open gap."""
+import asyncio
+import datetime as dt
+import random
+import subprocess
+import sys
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from sinks.webhooks.signing import new_secret
+from streams.adt.mllp_client import send_messages
+from streams.kafka.broker import die_with_parent, free_port
+from streams.models import EligibilitySpan, Provider
+from streams.sources.publish import publish
+from streams.tools.demo import wait_listening
+from streams.tools.generate import AdtFeed, Member
+from tests.claims_factory import visit, void
+from tests.helpers import Receiver, call, start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+ORG, PCP = "ORG-GAPS", "1999999984"
+TODAY = dt.date.today()
+PATIENT = Member("G-100", "DOE", "JANE", dt.date(1950, 6, 1), "F", ORG, PCP)
+
+
+def history():
+    """Heart failure last year, COPD this year: two FMC condition groups."""
+    last_year, earlier = dt.date(TODAY.year - 1, 5, 1), TODAY - dt.timedelta(days=3)
+    return [
+        _claim(visit("h1", PCP, last_year.isoformat(), member=PATIENT.member_id), ["I509"]),
+        _claim(visit("h2", PCP, earlier.isoformat(), member=PATIENT.member_id), ["J449"]),
+    ]
+
+
+def _claim(claim, diagnoses):
+    claim.diagnosis_codes = diagnoses
+    return claim
+
+
+def webhooks(receiver, alert_type):
+    events = [Webhook(receiver.secret).verify(r.body, r.headers) for r in receiver.requests]
+    return [e["data"] for e in events if e["type"] == alert_type]
+
+
+@pytest.fixture(scope="module")
+def stack(broker, tmp_path_factory):
+    worker = start_worker(broker.bootstrap, tmp_path_factory.mktemp("gaps"))
+    receiver = Receiver(secret=new_secret()).start()
+    subprocess.run([sys.executable, "-m", "streams.cli", "subscriptions", "add", "--organization", ORG,
+                    "--url", receiver.url, "--secret", receiver.secret], env=worker.env, check=True,
+                   capture_output=True, timeout=60)
+    asyncio.run(publish(broker.bootstrap, [
+        Provider(npi=PCP, name="Dr. Gaps", role="PRIMARY_CARE_PHYSICIAN", organization_id=ORG),
+        EligibilitySpan(member_id=PATIENT.member_id, payer="PLAN", product_line="MEDICARE_ADVANTAGE",
+                        coverage_start="2020-01-01", birth_date="1950-06-01", sex="F", selected_pcp_npi=PCP,
+                        received_at_ms=1),
+        *history()]))
+    mllp_port = free_port()
+    mllp = subprocess.Popen([sys.executable, "-m", "streams.cli", "mllp", "--port", str(mllp_port)],
+                            env={**worker.env, "GAPSTREAM_MLLP_METRICS_PORT": str(free_port())},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    wait_listening(mllp_port)
+    # Routing needs the member attributed to the organization before the visit.
+    wait_for(lambda: _attributed(worker), 60, message="member attributed")
+    yield {"worker": worker, "receiver": receiver, "mllp_port": mllp_port, "bootstrap": broker.bootstrap}
+    mllp.terminate()
+    worker.stop()
+    mllp.wait(10)
+
+
+def _attributed(worker):
+    return (call(worker.web_port, f"/attribution/{PATIENT.member_id}")[1].get("current") or {}).get(
+        "organization_id") == ORG
+
+
+def ed_visit(stack, visit_number):
+    feed = AdtFeed(random.Random(1))
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    message = feed.message("A04", PATIENT, "STMARYS", visit_number, "E", at)
+    report = asyncio.run(send_messages("127.0.0.1", stack["mllp_port"], [message.encode()]))
+    assert report.acks == ["AA"]
+
+
+def fmc(receiver, kind):
+    return [d["gap"] for d in webhooks(receiver, kind) if d["gap"]["measure_id"] == "FMC"]
+
+
+def test_an_ed_visit_opens_the_follow_up_gap_naming_the_alert_it_follows(stack):
+    receiver = stack["receiver"]
+    ed_visit(stack, "V-1")
+    wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap.opened webhook")
+    [ed_alert] = webhooks(receiver, "adt.ed_visit")
+    [gap] = fmc(receiver, "gap.opened")
+    assert gap["gap_id"] == "FMC|STMARYS|V-1" and gap["status"] == "open"
+    assert gap["detail"]["ed_alert_id"] == ed_alert["alert_id"]
+    assert gap["due"] == (dt.date.fromisoformat(gap["window_start"]) + dt.timedelta(days=7)).isoformat()
+    status, body = _gaps(stack, "open")
+    assert status == 200 and "FMC|STMARYS|V-1" in [g["gap_id"] for g in body["gaps"]]
+
+
+def test_a_follow_up_claim_closes_it_and_a_void_of_that_claim_reopens_it(stack):
+    receiver = stack["receiver"]
+    wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap open")
+    follow_up = visit("fu1", PCP, TODAY.isoformat(), code="99214", member=PATIENT.member_id)
+    asyncio.run(publish(stack["bootstrap"], [follow_up]))
+    wait_for(lambda: fmc(receiver, "gap.closed"), 60, message="FMC gap.closed webhook")
+    [closed] = fmc(receiver, "gap.closed")
+    assert closed["evidence_ids"] == ["fu1"] and closed["detail"]["evidence"] == "fu1"
+
+    asyncio.run(publish(stack["bootstrap"], [void("fu1-void", "fu1", member=PATIENT.member_id)]))
+    wait_for(lambda: len(fmc(receiver, "gap.opened")) == 2, 60, message="FMC gap re-opened")
+    reopened = max(fmc(receiver, "gap.opened"), key=lambda g: g["revision"])
+    assert reopened["detail"]["reopened_by_void"] == "fu1" and reopened["revision"] > closed["revision"]
+
+
+def test_the_next_ed_alert_carries_the_members_open_gaps(stack):
+    receiver = stack["receiver"]
+    wait_for(lambda: _gaps(stack, "open")[1]["gaps"], 60, message="an open gap stored")
+    ed_visit(stack, "V-2")
+    wait_for(lambda: [a for a in webhooks(receiver, "adt.ed_visit") if a["visit_number"] == "V-2"], 60,
+             message="second ED alert")
+    [second] = [a for a in webhooks(receiver, "adt.ed_visit") if a["visit_number"] == "V-2"]
+    assert {g["gap_id"] for g in second["open_gaps"]} >= {"FMC|STMARYS|V-1"}
+    assert all(g["status"] == "open" for g in second["open_gaps"])
+
+
+def _gaps(stack, status):
+    return call(stack["worker"].web_port, f"/gaps/{PATIENT.member_id}?status={status}")
