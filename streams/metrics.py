@@ -11,8 +11,8 @@ MESSAGES_IN = Counter("gapstream_messages_in_total", "Messages consumed, per top
 DEAD_LETTERS = Counter("gapstream_dead_letters_total", "Inputs sent to the dead-letter topic", ["source", "reason"])
 ALERTS = Counter("gapstream_alerts_total", "Alerts raised", ["alert_type"])
 DUPLICATES = Counter("gapstream_adt_duplicates_total", "ADT messages recognised as repeats of a visit's messages")
-ALERTS_ROUTED = Counter("gapstream_alerts_routed_total", "Alerts after routing, by whether an organization was found",
-                        ["routed"])
+ALERTS_ROUTED = Counter("gapstream_alerts_routed_total",
+                        "Alerts after routing, by type and whether an organization was found", ["alert_type", "routed"])
 WEBHOOK_ATTEMPTS = Counter("gapstream_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 ADT_TO_WEBHOOK = Histogram(
     "gapstream_adt_to_webhook_seconds", "From MLLP receipt of the ADT message to the webhook's 2xx answer",

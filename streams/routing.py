@@ -28,7 +28,7 @@ def register(p: Pipeline) -> None:
             alert.open_gaps = p.store.gaps.for_member(alert.member_id, status="open")
         current = p.store.attribution.current(alert.member_id) if alert.member_id else None
         alert.organization_id = current.organization_id if current else None
-        ALERTS_ROUTED.labels(routed="yes" if alert.organization_id else "no").inc()
+        ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
         return p.store.save_alert(alert, alert_body)
 
     async def route_alert(event: faust.EventT) -> None:

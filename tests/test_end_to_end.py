@@ -128,7 +128,8 @@ def test_the_malformed_message_is_in_the_dead_letter_topic(stack, sent):
 
 def test_worker_metrics_count_what_happened(stack, sent):
     text = metrics_text(stack["worker"].web_port)
-    assert f'gapstream_alerts_routed_total{{routed="yes"}} {float(sent["expected"])}' in text
+    routed = f'gapstream_alerts_routed_total{{alert_type="adt.ed_visit",routed="yes"}} {float(sent["expected"])}'
+    assert routed in text
     assert 'gapstream_webhook_attempts_total{outcome="success"}' in text
     assert "gapstream_adt_to_webhook_seconds_count" in text
     assert 'gapstream_messages_in_total{topic="adt.raw"}' in text
