@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from streams.attribution.engine import Decision, evaluate
-from streams.attribution.methods import counted_codesets
+from streams.attribution.methods import counted
 from streams.caregaps.lifecycle import Gap, GapEvent
 from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import (
@@ -25,8 +25,8 @@ from streams.caregaps.member import (
     forget_old_visits,
     gap_from_dict,
     gap_to_dict,
+    read_by_measures,
 )
-from streams.caregaps.member import counted_codesets as gap_codesets
 from streams.caregaps.member import update as update_gaps
 from streams.caregaps.member import wakeup as gaps_wakeup
 from streams.claims import validation
@@ -120,9 +120,9 @@ def apply(state: MemberState, message: Message) -> Affects:
         if not add_medical(state.ledger, message):
             return Affects(True, True)  # a correction or a re-sent claim: which version counts may have changed
         procedures = [line.procedure_code for line in message.lines]
-        codes = [*procedures, *message.diagnosis_codes]
-        return Affects(any(code in counted for code in procedures for counted in counted_codesets()),
-                       any(code in counted for code in codes for counted in gap_codesets(bool(state.visits))))
+        visited = bool(state.visits)
+        return Affects(any(map(counted, procedures)),
+                       any(read_by_measures(code, visited) for code in [*procedures, *message.diagnosis_codes]))
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
         return Affects(False, False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 
 from streams.codesets import RULES, CodeSet, codeset
 
@@ -81,11 +81,12 @@ def _programs() -> dict[str, str]:
     return tomllib.loads((RULES / "attribution" / "programs.toml").read_text())["programs"]
 
 
-@cache
-def counted_codesets() -> tuple[CodeSet, ...]:
-    """Every code set some method counts services from: a claim with no code in any of them cannot
-    move an attribution."""
-    return tuple({s.codeset.id: s.codeset for m in methods().values() for s in m.steps if s.codeset}.values())
+@lru_cache(maxsize=65536)
+def counted(code: str | None) -> bool:
+    """Whether some method counts services with this code: a claim with none cannot move an
+    attribution. Cached: a feed repeats a few thousand codes."""
+    sets = {s.codeset.id: s.codeset for m in methods().values() for s in m.steps if s.codeset}
+    return any(code in codes for codes in sets.values())
 
 
 def method_for(payer: str, product_line: str) -> Method:

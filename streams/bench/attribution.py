@@ -104,6 +104,10 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
         with _worker(env, log) as port:
             asyncio.run(publish(broker.bootstrap, [*feed.providers, *feed.spans]))
             _wait_for_count(port, topics.ELIGIBILITY, members, log)
+            # Coverage opens screening gaps; their alerts are routed before the claims are timed,
+            # so that routing them does not share the cores with the drain.
+            result["coverage_gap_alerts"] = _metric(port, "gapstream_gap_events_total")
+            _wait_for_count(port, topics.ALERTS, int(result["coverage_gap_alerts"]), log)
         # Then the claims as a backlog, with no worker running: the worker is measured draining it
         # alone, not sharing the two cores with the publisher.
         started = time.perf_counter()

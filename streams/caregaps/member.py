@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from streams.caregaps import followup, screening
@@ -152,19 +152,19 @@ def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measur
     return min((d for d in dates if d), default=None)
 
 
-@cache
-def counted_codesets(with_followup: bool = True) -> tuple[CodeSet, ...]:
-    """Every code set a measure reads claims through (numerators, modalities, conditions,
-    exclusions): a claim with no code in any of them cannot change a gap. Follow-up measures read
-    claims only for members with a visit, hence ``with_followup``."""
-    found: dict[str, CodeSet] = {}
+@lru_cache(maxsize=65536)
+def read_by_measures(code: str | None, with_followup: bool) -> bool:
+    """Whether a measure reads claims with this code (numerators, modalities, conditions,
+    exclusions): a claim with none cannot change a gap. Follow-up measures read claims only of
+    members with a visit, hence ``with_followup``. Cached: a feed repeats a few thousand codes."""
+    sets: dict[str, CodeSet] = {}
     for m in measures().values():
         if isinstance(m.rules, FollowUp) and not with_followup:
             continue
-        sets = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
-        sets += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
-        found.update({s.id: s for s in sets if s is not None})
-    return tuple(found.values())
+        found = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
+        found += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
+        sets.update({s.id: s for s in found if s is not None})
+    return any(code in codes for codes in sets.values())
 
 
 def forget_old_visits(visits: list[Visit], today: dt.date) -> list[Visit]:
