@@ -137,3 +137,19 @@ def test_the_same_claims_in_any_order_give_the_same_gap(order):
         gaps, _ = update(gaps, member(order[: i + 1]), D(2026, 3, 10))
     assert gaps[FMC_GAP].status == Status.CLOSED
     assert sorted(e.id for e in gaps[FMC_GAP].evidence) == ["f1", "f2"]
+
+
+DISCHARGE = Visit("STMARYS|V9", "inpatient_discharge", D(2026, 5, 10))
+
+
+def test_a_discharge_opens_both_transitions_of_care_gaps_and_each_closes_on_its_own_evidence():
+    discharged = member(visits=[DISCHARGE])
+    gaps, _ = update({}, discharged, D(2026, 5, 10))
+    assert {k: (g.status, g.due) for k, g in gaps.items() if k.startswith("TRC")} == {
+        "TRC-PE|STMARYS|V9": (Status.OPEN, D(2026, 6, 9)), "TRC-MRP|STMARYS|V9": (Status.OPEN, D(2026, 6, 9))}
+    reconciled = member([office_visit("mr1", "2026-06-09", "1111F")], visits=[DISCHARGE])
+    gaps, events = update(gaps, reconciled, D(2026, 6, 9))
+    assert gaps["TRC-MRP|STMARYS|V9"].status == Status.CLOSED  # the 31st day still counts
+    assert gaps["TRC-PE|STMARYS|V9"].status == Status.OPEN  # reconciliation is not an engagement visit
+    assert sorted((e.kind, e.gap.measure_id) for e in events) == [
+        ("gap.closed", "TRC-MRP"), ("gap.due_soon", "TRC-PE")]  # the last day of its window
