@@ -276,7 +276,26 @@ def bench_attribution(members: int, lines: int, seed: int, processes: int) -> No
     from streams.bench.attribution import run
 
     _stop_on_signals()
-    result = run(members, lines, seed, processes)
+    _print_result(run(members, lines, seed, processes))
+
+
+@bench.command("gaps")
+@click.option("--members", type=int, default=100_000, show_default=True)
+@click.option("--lines", type=int, default=1_000_000, show_default=True, help="Claim lines in all.")
+@click.option("--fills", type=int, default=300_000, show_default=True)
+@click.option("--ed-visits", type=int, default=5_000, show_default=True)
+@click.option("--closing", type=int, default=500, show_default=True, help="Follow-up claims sent live.")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Follow-up claims a second.")
+@click.option("--seed", type=int, default=1, show_default=True)
+def bench_gaps(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate: float, seed: int) -> None:
+    """Claims, fills and ED visits through care-gap evaluation on one worker; gap.closed latency."""
+    from streams.bench.gaps import run
+
+    _stop_on_signals()
+    _print_result(run(members, lines, fills, ed_visits, closing, rate, seed))
+
+
+def _print_result(result: dict) -> None:
     for key, value in result.items():
         click.echo(f"{key:<34} {value}")
     click.echo(json.dumps(result))

@@ -129,7 +129,9 @@ class StatefulProcessor:
                                  on_lost=self._on_lost)
         last_checkpoint = time.monotonic()
         while not self._stop.is_set():
-            batch = self._consumer.consume(self._batch, timeout=0.2)
+            # What is fetched already, as one batch; with nothing there, the next message as soon as
+            # it comes (a batch call would wait out its whole timeout for a full batch).
+            batch = self._consumer.consume(self._batch, timeout=0) or self._consumer.consume(1, timeout=0.2)
             with self.lock:  # once a batch: readers wait at most one batch, the flow pays no lock per message
                 for message in batch:
                     if not message.error():

@@ -33,6 +33,9 @@ def group_consumer_config(bootstrap: str, group_id: str, max_poll_interval_s: fl
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
         "max.poll.interval.ms": int(max_poll_interval_s * 1000),
+        # The broker answers a fetch at once when data is there; with none, a message arriving at a
+        # trickle waits out this long-poll, librdkafka's 500 ms by default.
+        "fetch.wait.max.ms": 50,
         "logger": SilentLogger(),
         **extra,
     }

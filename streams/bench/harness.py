@@ -1,0 +1,84 @@
+"""What the benchmarks share: a worker under test in a subprocess, its /metrics, waiting for it to
+consume a topic, and the raw confluent-kafka rate of the same topics as the ceiling."""
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.kafka.broker import die_with_parent, free_port
+from streams.models import MedicalClaim, Record
+from streams.serialization.codec import AvroCodec
+
+
+def metric(port: int, name: str, labels: str | None = None) -> float:
+    """A metric of the worker (and its child processes): the sample with ``labels``, or with none
+    given the sum over every label set; -1 when the worker does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    selector = re.escape(f"{{{labels}}}") if labels is not None else r"(?:\{[^}]*\})?"
+    return sum(float(v) for v in re.findall(rf"^{name}{selector} ([0-9.e+]+)$", text, re.M))
+
+
+@contextlib.contextmanager
+def worker(env: dict[str, str], log: Path) -> Iterator[int]:
+    port = free_port()
+    with open(log, "ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                  env={**env, "GAPSTREAM_WEB_PORT": str(port)},
+                                  stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    try:
+        yield port
+    finally:
+        worker.terminate()
+        worker.wait(60)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def wait_for_count(port: int, topic: str, count: int, log: Path, stall_s: float = 180.0) -> tuple[float, float]:
+    """When the worker had consumed at least ``count`` messages of ``topic``, and how many exactly."""
+    last, last_progress = -1.0, time.monotonic()
+    while (done := metric(port, "gapstream_messages_in_total", f'topic="{topic}"')) < count:
+        if done > last:
+            last, last_progress = done, time.monotonic()
+        elif time.monotonic() - last_progress > stall_s:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise BenchError(f"no progress on {topic} for {stall_s:.0f} s at {done:.0f}/{count}; worker log:\n{tail}")
+        time.sleep(0.5)  # /metrics is not free for the worker
+    return time.perf_counter(), done
+
+
+def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -> tuple[float, int]:
+    """Seconds to consume and decode ``expected`` messages of the topics in ``types`` (topic →
+    message class) with confluent-kafka: the ceiling a worker's rate is compared with. Also returns
+    the claim lines seen."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, p, 0) for topic in types
+                     for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions])
+    codec, seen, lines = AvroCodec(), 0, 0
+    started = time.perf_counter()
+    while seen < expected:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if not msg.error():
+                decoded = codec.decode(msg.value(), types[msg.topic()])
+                lines += len(decoded.lines) if isinstance(decoded, MedicalClaim) else 0
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed, lines
+
+
