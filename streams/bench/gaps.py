@@ -156,7 +156,9 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
                 raise BenchError(f"only {len(watch.seen)} of {len(claims)} follow-up claims closed a gap in time")
             latencies = sorted(watch.seen[c] - sent_at[c] for c in sent_at)
             result["gap_closed_latency_ms_p50"] = round(_percentile(latencies, 0.5) * 1000)
+            result["gap_closed_latency_ms_p95"] = round(_percentile(latencies, 0.95) * 1000)
             result["gap_closed_latency_ms_p99"] = round(_percentile(latencies, 0.99) * 1000)
+            result["gap_closed_latency_ms_max"] = round(latencies[-1] * 1000)
             result["worker_rss_mb_at_end"] = round(metric(port, "process_resident_memory_bytes") / 2**20)
         raw_s, _ = raw_consume(broker.bootstrap, {topics.CLAIMS_MEDICAL: MedicalClaim,
                                                   topics.CLAIMS_PHARMACY: PharmacyClaim,
