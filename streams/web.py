@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sinks.sql.attribution import DisputeError
 from streams import topics
 from streams.attribution.lists import csv_text, entries, fhir_group
+from streams.caregaps.catalog import catalog, consolidated
 from streams.metrics import exposition
 from streams.pipeline import Pipeline
 
@@ -86,6 +87,22 @@ def register(p: Pipeline) -> None:
             """The member's care gaps in their latest status (``?status=open`` for the open ones)."""
             found = await asyncio.to_thread(p.store.gaps.for_member, member_id, request.query.get("status"))
             return self.json({"member_id": member_id, "gaps": [g.to_record() for g in found]})
+
+    @app.page("/catalog")
+    class Catalog(View):
+        async def get(self, request: Request) -> Response:
+            """Every program, or with ``?programs=A,B`` the one list an organization contracted with
+            those programs is measured on."""
+            wanted = [p for p in request.query.get("programs", "").split(",") if p]
+            if not wanted:
+                return self.json({pid: {"title": p.title, "product_lines": list(p.product_lines), "source": p.source,
+                                        "weights": p.weights} for pid, p in catalog().items()})
+            try:
+                listed = consolidated(wanted)
+            except KeyError as exc:
+                return self.json({"error": f"unknown program {exc.args[0]}"}, status=404)
+            return self.json([{"measure_id": m.measure_id, "title": m.title, "total_weight": m.total_weight,
+                               "programs": [{"program": p, "weight": w} for p, w in m.programs]} for m in listed])
 
     @app.page("/disputes")
     class Disputes(View):

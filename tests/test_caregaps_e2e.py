@@ -129,3 +129,11 @@ def test_the_next_ed_alert_carries_the_members_open_gaps(stack):
 
 def _gaps(stack, status):
     return call(stack["worker"].web_port, f"/gaps/{PATIENT.member_id}?status={status}")
+
+
+def test_the_catalog_lists_each_measure_once_for_an_organization_with_several_programs(stack):
+    port = stack["worker"].web_port
+    status, listed = call(port, "/catalog?programs=MEDICARE_STARS,ACO_SHARED_SAVINGS")
+    assert status == 200 and listed[0]["measure_id"] == "FMC" and listed[0]["total_weight"] == 3.0
+    assert len({m["measure_id"] for m in listed}) == len(listed)
+    assert call(port, "/catalog?programs=NOPE")[0] == 404
