@@ -2,12 +2,16 @@
 hand-computed FMC and COL-E scenarios, in any arrival order."""
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.attribution.members import check
 from streams.caregaps.lifecycle import Status
 from streams.caregaps.member import Member, Visit, gap_from_dict, gap_to_dict, update, wakeup
 from streams.claims.ledger import EffectiveClaim, Line
+from streams.claims.validation import InvalidRecord
+from streams.models import Encounter
 
 D = dt.date
 ED = Visit("STMARYS|V1", "ed_visit", D(2026, 3, 1))
@@ -153,3 +157,15 @@ def test_a_discharge_opens_both_transitions_of_care_gaps_and_each_closes_on_its_
     assert gaps["TRC-PE|STMARYS|V9"].status == Status.OPEN  # reconciliation is not an engagement visit
     assert sorted((e.kind, e.gap.measure_id) for e in events) == [
         ("gap.closed", "TRC-MRP"), ("gap.due_soon", "TRC-PE")]  # the last day of its window
+
+
+def test_an_encounter_of_an_unknown_kind_or_day_is_refused_with_a_reason():
+    def encounter(kind="ed_visit", day="2026-03-01"):
+        return Encounter("F|V1", "M1", kind, day, "F", 1)
+
+    assert check(encounter(), D(2026, 3, 2)) is None
+    with pytest.raises(InvalidRecord) as bad_kind:
+        check(encounter(kind="picnic"), D(2026, 3, 2))
+    with pytest.raises(InvalidRecord) as bad_day:
+        check(encounter(day="2026-02-30"), D(2026, 3, 2))
+    assert (bad_kind.value.reason, bad_day.value.reason) == ("invalid_encounter_kind", "invalid_date")

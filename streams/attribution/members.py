@@ -19,14 +19,15 @@ import orjson
 from streams.attribution.engine import Decision, evaluate
 from streams.attribution.methods import counted
 from streams.caregaps.lifecycle import Gap, GapEvent
-from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import (
+    VISIT_KINDS,
     Visit,
     forget_old_visits,
     gap_from_dict,
     gap_to_dict,
     read_by_measures,
 )
+from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import update as update_gaps
 from streams.caregaps.member import wakeup as gaps_wakeup
 from streams.claims import validation
@@ -107,6 +108,9 @@ def check(message: Message, today: dt.date) -> dt.date | None:
         validation.check_span(message)
         return None
     if isinstance(message, Encounter):
+        if message.kind not in VISIT_KINDS:
+            raise validation.InvalidRecord("invalid_encounter_kind", f"encounter kind {message.kind!r} is not one of "
+                                                                     f"{', '.join(VISIT_KINDS)}")
         validation.parse_date(message.day, "encounter day")
         return None
     validation.parse_date(message.effective_from, "override effective date")

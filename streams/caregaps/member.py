@@ -34,6 +34,7 @@ from streams.claims.ledger import EffectiveClaim
 from streams.codesets import CodeSet
 
 INPATIENT_ADMISSION = "inpatient_admission"
+VISIT_KINDS = ("ed_visit", INPATIENT_ADMISSION, "inpatient_discharge")
 # Visits older than this cannot open or exclude a gap any more; they are dropped from state.
 VISIT_MEMORY = dt.timedelta(days=400)
 
