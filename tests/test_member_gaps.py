@@ -169,3 +169,29 @@ def test_an_encounter_of_an_unknown_kind_or_day_is_refused_with_a_reason():
     with pytest.raises(InvalidRecord) as bad_day:
         check(encounter(day="2026-02-30"), D(2026, 3, 2))
     assert (bad_kind.value.reason, bad_day.value.reason) == ("invalid_encounter_kind", "invalid_date")
+
+
+def test_a_depression_ed_visit_opens_both_fum_rates_and_a_visit_on_day_twenty_closes_only_the_thirty_day_one():
+    ed = Visit("STMARYS|V5", "ed_visit", D(2026, 4, 1), ("F32.9", "R45.851"))
+    adult = Member(D(1990, 2, 2), "M", "COMMERCIAL", [], [ed])
+    gaps, _ = update({}, adult, D(2026, 4, 1))
+    assert {k for k in gaps if k.startswith("FU")} == {"FUM-7|STMARYS|V5", "FUM-30|STMARYS|V5"}
+    assert "FMC|STMARYS|V5" not in gaps  # commercial, no chronic conditions
+    therapy = EffectiveClaim("p1", "p1", "PROFESSIONAL", ("F329",), (Line("2026-04-21", "90834", "1234567893", 95.0),))
+    gaps, _ = update(gaps, Member(D(1990, 2, 2), "M", "COMMERCIAL", [therapy], [ed]), D(2026, 4, 22))
+    assert gaps["FUM-30|STMARYS|V5"].status == Status.CLOSED
+    assert gaps["FUM-7|STMARYS|V5"].status == Status.MISSED
+
+
+def test_the_principal_diagnosis_decides_fum_and_fua():
+    def opened(*diagnoses, born=None):
+        born = born or D(1990, 2, 2)
+        visit = Visit("F|V", "ed_visit", D(2026, 4, 1), diagnoses)
+        return {k.split("|")[0] for k in update({}, Member(born, "F", "MEDICAID", [], [visit]), D(2026, 4, 1))[0]
+                if k.startswith("FU")}
+
+    assert opened("F10.20") == {"FUA-7", "FUA-30"}
+    assert opened("F17.210") == set()  # nicotine dependence is not FUA's
+    assert opened("I10", "F32.9") == set()  # only the principal diagnosis counts
+    assert opened() == set()  # no diagnosis sent
+    assert opened("F10.20", born=D(2014, 4, 2)) == set()  # 11 years old: under FUA's 13

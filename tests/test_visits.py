@@ -1,6 +1,6 @@
 """Visit-state rules: one ED alert per visit, whatever the feed repeats."""
 from streams.adt.visits import ED_VISIT, VisitState, alert_id, apply, expire
-from streams.models import AdtEvent
+from streams.models import AdtEvent, Diagnosis
 
 
 def adt(event_type, control_id, patient_class="E", visit="V1", emergency=None, facility_type=None):
@@ -117,3 +117,10 @@ def test_a_visit_without_a_member_id_tells_care_gaps_nothing():
     event = timed(adt("A04", "1"), "2026-03-01T10:00:00")
     event.member_id = None
     assert encounters(event) == []
+
+
+def test_an_ed_visit_tells_care_gaps_its_icd10_diagnoses_principal_first():
+    event = timed(adt("A04", "1"), "2026-03-01T10:00:00")
+    event.diagnoses = [Diagnosis("F32.9", "I10"), Diagnosis("296.20", "I9"), Diagnosis("R45.851", None)]
+    [encounter] = apply(None, event, now_ms=1).encounters
+    assert encounter.diagnoses == ["F32.9", "R45.851"]

@@ -120,8 +120,14 @@ def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:
         state.encounters_sent.append(kind)
         found.append(Encounter(
             encounter_id=state.visit_key, member_id=state.member_id, kind=kind, day=when[:10],
-            facility=state.facility, received_at_ms=event.received_at_ms))
+            facility=state.facility, received_at_ms=event.received_at_ms,
+            diagnoses=[d.code for d in event.diagnoses if not _icd9(d.system)]))
     return found
+
+
+def _icd9(system: str | None) -> bool:
+    # Measures name ICD-10-CM codes; senders label ICD-9 as I9, I9C, ICD9 or ICD-9-CM.
+    return (system or "").upper().replace("-", "").startswith(("I9", "ICD9"))
 
 
 def expire(state: VisitState, now_ms: int, after_s: float) -> bool:

@@ -63,7 +63,7 @@ class MemberState:
             "next_review": self.next_review,
             "unknown_npis": self.unknown_npis,
             "gaps": {key: gap_to_dict(gap) for key, gap in self.gaps.items()},
-            "visits": [[v.id, v.kind, v.day.isoformat()] for v in self.visits],
+            "visits": [[v.id, v.kind, v.day.isoformat(), list(v.diagnoses)] for v in self.visits],
             "gaps_wakeup": self.gaps_wakeup,
         }
 
@@ -84,7 +84,8 @@ class MemberState:
             next_review=data["next_review"],
             unknown_npis=list(data["unknown_npis"]),
             gaps={key: gap_from_dict(gap) for key, gap in data.get("gaps", {}).items()},
-            visits=[Visit(i, kind, dt.date.fromisoformat(day)) for i, kind, day in data.get("visits", [])],
+            visits=[Visit(v[0], v[1], dt.date.fromisoformat(v[2]), tuple(v[3] if len(v) > 3 else ()))
+                    for v in data.get("visits", [])],
             gaps_wakeup=data.get("gaps_wakeup"),
         )
 
@@ -131,10 +132,10 @@ def apply(state: MemberState, message: Message) -> Affects:
         add_pharmacy(state.ledger, message)
         return Affects(False, False)
     if isinstance(message, Encounter):
-        visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]))
-        if visit in state.visits:
-            return Affects(False, False)
-        state.visits.append(visit)
+        if any((v.id, v.kind) == (message.encounter_id, message.kind) for v in state.visits):
+            return Affects(False, False)  # the ADT side sends each kind of a visit once; this is a redelivery
+        state.visits.append(Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
+                                  tuple(message.diagnoses)))
         return Affects(False, True)
     if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)

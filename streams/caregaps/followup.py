@@ -19,6 +19,7 @@ from streams.claims.ledger import EffectiveClaim
 class Trigger:
     id: str  # the visit's stable id (facility and visit number)
     day: dt.date
+    diagnoses: tuple[str, ...] = ()  # the visit's, principal first
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, sex: str | 
     refused = den.refuses(age_on(birth_date, trigger.day), sex, product_line)  # age on the day of the visit
     if refused:
         return Applicability(False, refused)
+    wanted = _rules(measure).trigger_diagnoses
+    if wanted is not None:
+        principal = trigger.diagnoses[0] if trigger.diagnoses else None
+        if principal not in wanted:
+            return Applicability(False, f"the visit's principal diagnosis {principal or '(none sent)'} is not in "
+                                        f"{wanted.title.lower()}")
     if den.conditions is not None:
         since = dt.date(trigger.day.year - 1, 1, 1)  # event year and prior year, the only lookback so far
         in_lookback = [c for c in claims if c.lines and since <= _claim_date(c) <= trigger.day]

@@ -63,6 +63,7 @@ class FollowUp:
     trigger: str
     codeset: CodeSet  # services that close the gap
     within_days: int
+    trigger_diagnoses: CodeSet | None = None  # the visit counts only with a principal diagnosis in it
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,11 @@ def _exclusion(raw: dict[str, Any], where: str) -> Exclusion:
 
 def _rules(kind: str, data: dict[str, Any], where: str) -> FollowUp | Screening:
     if kind == "event_followup":
+        diagnoses = data["trigger"].get("diagnosis_codeset")
         return FollowUp(trigger=_one_of(data["trigger"]["event"], TRIGGERS, "trigger event", where),
                         codeset=_codeset(data["numerator"]["codeset"], where),
-                        within_days=int(data["numerator"]["within_days"]))
+                        within_days=int(data["numerator"]["within_days"]),
+                        trigger_diagnoses=_codeset(diagnoses, where) if diagnoses else None)
     modalities = tuple(Modality(m["name"], _codeset(m["codeset"], where), int(m["years"]))
                        for m in data["modalities"])
     if not modalities:

@@ -44,6 +44,7 @@ class Visit:
     id: str
     kind: str  # ed_visit | inpatient_admission | inpatient_discharge
     day: dt.date
+    diagnoses: tuple[str, ...] = ()  # as the ADT messages carried them, principal first
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], 
     for visit in member.visits:
         if visit.kind != rules.trigger or visit.day > today:
             continue
-        key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day)
+        key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day, visit.diagnoses)
         facts: list[Fact] = []
         if key not in gaps:
             if member.birth_date is None or not followup.applies(

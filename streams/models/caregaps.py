@@ -15,6 +15,7 @@ class Encounter(Record):
     day: str
     facility: str
     received_at_ms: int
+    diagnoses: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
