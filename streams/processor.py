@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -31,7 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
-from streams.kafka.clients import group_consumer_config, producer_config
+from streams.kafka.clients import group_consumer_config, produce, producer_config
 from streams.metrics import MESSAGES_IN
 from streams.serialization.codec import AvroCodec
 from streams.state.changelog import Changelog
@@ -47,16 +46,11 @@ class CheckpointError(RuntimeError):
 class Output:
     """What a handler may do besides changing its state: send messages, dead-letter its input."""
 
-    def __init__(self, producer: Producer, codec: AvroCodec, failed: Callable[[KafkaError | None, Any], None]):
-        self._producer, self._codec, self._on_delivery = producer, codec, failed
+    def __init__(self, producer: Producer, codec: AvroCodec):
+        self._producer, self._codec = producer, codec
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
-                return
-            except BufferError:  # the local queue is full: let librdkafka deliver some first
-                self._producer.poll(0.05)
+        produce(self._producer, topic, key, value)
 
     def dead_letter(self, source: str, reason: str, detail: str, payload: bytes) -> None:
         self.send(topics.DLQ, None, self._codec.encode(dead_letter(source, reason, detail, payload)))
@@ -83,7 +77,6 @@ class StatefulProcessor:
         self.states: dict[int, PartitionState] = {}
         # Held while the handler runs, so other threads (the HTTP API) read state between messages.
         self.lock = threading.RLock()
-        self.ready = threading.Event()
         self._positions: dict[tuple[str, int], int] = {}
         self._failures: list[str] = []
         self._stop = threading.Event()
@@ -118,13 +111,16 @@ class StatefulProcessor:
                 self._close()
 
     def _consume(self) -> None:
-        # Member state is repetitive JSON: compressed, the broker stores and serves a fraction.
-        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 5, "compression.type": "lz4"}))
+        # Member state is repetitive JSON: compressed, the broker stores and serves a fraction. The
+        # delivery callback is the producer's, so a failed changelog write fails the checkpoint as a
+        # failed output does.
+        self._producer = Producer(producer_config(self._bootstrap, **{
+            "linger.ms": 5, "compression.type": "lz4", "on_delivery": self._delivered}))
         # Range assignment hands out co-partitioned inputs by partition number; a partition's
         # recovery must fit between two polls.
         self._consumer = Consumer(group_consumer_config(self._bootstrap, self._group_id, 60,
                                                         **{"partition.assignment.strategy": "range"}))
-        out = Output(self._producer, self._codec, self._delivered)
+        out = Output(self._producer, self._codec)
         self._consumer.subscribe(self._inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         last_checkpoint = time.monotonic()
@@ -132,12 +128,14 @@ class StatefulProcessor:
             # What is fetched already, as one batch; with nothing there, the next message as soon as
             # it comes (a batch call would wait out its whole timeout for a full batch).
             batch = self._consumer.consume(self._batch, timeout=0) or self._consumer.consume(1, timeout=0.2)
+            counts: Counter[str] = Counter()
             with self.lock:  # once a batch: readers wait at most one batch, the flow pays no lock per message
                 for message in batch:
                     if not message.error():
+                        counts[message.topic()] += 1
                         self._process(message, out)
                 self._handler.tick(self.states, out)
-            for topic, count in Counter(m.topic() for m in batch if not m.error()).items():
+            for topic, count in counts.items():
                 MESSAGES_IN.labels(topic=topic).inc(count)
             self._producer.poll(0)
             if time.monotonic() - last_checkpoint >= self._interval:
@@ -202,7 +200,6 @@ class StatefulProcessor:
             log.info("%s: %d partitions recovered in %.1f s", self.name, len(new), time.monotonic() - started)
             # Recovered state lives long and has no reference cycles: keep the collector off it.
             gc.freeze()
-        self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # State is kept: in the next assignment these partitions come back to us or are dropped
@@ -231,4 +228,3 @@ class StatefulProcessor:
             for state in self.states.values():
                 self._handler.revoked(state)
             self.states.clear()
-        self.ready.clear()

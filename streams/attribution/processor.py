@@ -9,6 +9,7 @@ worker; the owner of a provider's partition dead-letters invalid entries.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ from streams.child import ChildProcess
 from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
 from streams.config import Settings
-from streams.deadletters import BadInput
+from streams.deadletters import BadInput, where
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD, GAP_EVENTS
 from streams.models import AttributionOverride, EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider
 from streams.processor import Output, StatefulProcessor
@@ -40,6 +41,7 @@ MESSAGE_TYPES = {
     topics.ENCOUNTERS: Encounter,
 }
 Where = tuple[int, str]  # (partition, member id)
+log = logging.getLogger(__name__)
 
 
 def provider_entry(codec: AvroCodec, raw: bytes) -> tuple[str, dict[str, Any]]:
@@ -79,7 +81,8 @@ class AttributionHandler:
     def process(self, message: Message, state: PartitionState, out: Output) -> None:
         topic = message.topic()
         if topic == topics.PROVIDERS:
-            provider_entry(self.codec, message.value())  # invalid: dead-lettered here, once
+            if message.value() is not None:  # a tombstone removes the provider: nothing to check
+                provider_entry(self.codec, message.value())  # invalid: dead-lettered here, once
             return
         if not message.key():
             raise BadInput("missing_key", f"a {topic} message must be keyed by member id")
@@ -90,23 +93,36 @@ class AttributionHandler:
             self.clock.observe(day)
         member = state.get(member_id) or MemberState()
         queued = member.due
-        affects = apply(member, content)
-        if affects.attribution:
-            self._decide(member_id, member, state.number, out)
-        if affects.gaps:
-            self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms())
-        self._store(state, member_id, member, queued)
+        try:
+            affects = apply(member, content)
+            if affects.attribution:
+                self._decide(member_id, member, state.number, out)
+            if affects.gaps:
+                self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms())
+        finally:
+            # Stored even when a step failed (the message is then dead-lettered): the state in
+            # memory was changed in place, and the changelog must hold what memory holds.
+            self._store(state, member_id, member, queued)
 
     def tick(self, states: dict[int, PartitionState], out: Output) -> None:
         assert self.providers is not None
         for npi in self.providers.poll():
             for partition, member_id in sorted(self._waiting_for.pop(npi, ())):
-                self._reevaluate(states, partition, member_id, out, only_if_due=False)
+                self._reevaluate_safely(states, partition, member_id, out, only_if_due=False)
         if time.monotonic() - self._last_sweep < self._sweep_interval:
             return
         self._last_sweep = time.monotonic()
         for partition, member_id in sorted(set(self._reviews.pop_due(self.clock.today()))):
-            self._reevaluate(states, partition, member_id, out, only_if_due=True)
+            self._reevaluate_safely(states, partition, member_id, out, only_if_due=True)
+
+    def _reevaluate_safely(self, states: dict[int, PartitionState], partition: int, member_id: str, out: Output,
+                           only_if_due: bool) -> None:
+        # One member that cannot be evaluated must not stop the others (nor restart the processor,
+        # which would meet the same member again). Logged without the member id: health data.
+        try:
+            self._reevaluate(states, partition, member_id, out, only_if_due)
+        except Exception as exc:
+            log.error("re-evaluating a member of partition %d failed: %s", partition, where(exc))
 
     def explain(self, states: dict[int, PartitionState], member_id: str) -> dict[str, Any] | None:
         member = next((s.values[member_id] for s in states.values() if member_id in s.values), None)
@@ -196,7 +212,7 @@ class AttributionFlow:
     def _provider(self, raw: bytes) -> tuple[str, dict[str, Any]] | None:
         try:
             return provider_entry(self._codec, raw)
-        except BadInput:
+        except BadInput:  # dead-lettered by the owner of its partition
             return None
 
 

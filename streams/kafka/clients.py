@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import Producer
+
 from streams.kafka.broker import SilentLogger
 
 
@@ -39,3 +41,14 @@ def group_consumer_config(bootstrap: str, group_id: str, max_poll_interval_s: fl
         "logger": SilentLogger(),
         **extra,
     }
+
+
+def produce(producer: Producer, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+    """Hand a write to librdkafka, waiting for room when its local queue is full."""
+    extra = {} if partition is None else {"partition": partition}
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **extra)
+            return
+        except BufferError:  # let librdkafka deliver some first
+            producer.poll(0.05)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import produce
 from streams.kafka.reading import read_to_end
 
 
@@ -19,7 +20,7 @@ class Changelog:
         ensure_topics(self.bootstrap, [self.topic], self.partitions, config={"cleanup.policy": "compact"})
 
     def write(self, producer: Producer, partition: int, key: str, value: bytes) -> None:
-        producer.produce(self.topic, key=key.encode(), value=value, partition=partition)
+        produce(producer, self.topic, key.encode(), value, partition)
 
     def read(self, partitions: list[int], timeout_s: float = 60.0) -> dict[int, dict[str, bytes]]:
         """The latest value per key of each partition, up to its end as it is now."""

@@ -17,7 +17,8 @@ from streams.kafka.reading import ReadTimeout, eof_consumer
 class GlobalTable:
     def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], tuple[str, Any] | None]):
         """``decode`` turns a message into (key, value), or None to leave it out (invalid input is
-        dead-lettered by whoever owns the topic's partitions, not by every copy)."""
+        dead-lettered by whoever owns the topic's partitions, not by every copy). A tombstone (no
+        value) removes its key."""
         self.topic, self._decode = topic, decode
         self.values: dict[str, Any] = {}
         self._consumer = eof_consumer(bootstrap, f"{topic}-global")
@@ -32,6 +33,10 @@ class GlobalTable:
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     self._not_at_end.discard(message.partition())
+                continue
+            if message.value() is None:
+                if message.key() is not None and self.values.pop(message.key().decode(), None) is not None:
+                    changed.append(message.key().decode())
                 continue
             item = self._decode(message.value())
             if item is not None:
