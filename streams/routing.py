@@ -1,4 +1,5 @@
-"""Routing: an alert goes to the organization its member is attributed to at the time of the alert.
+"""Routing: an alert goes to the organization its member is attributed to at the time of the alert
+(gap alerts arrive addressed by the member processor, which decides attribution and gaps together).
 
 The current attribution is read from SQL, where sinks/sql/changes_sink.py keeps it from the
 attribution.changes topic: every worker sees all of it, and the stream of changes (thousands a
@@ -26,8 +27,9 @@ def register(p: Pipeline) -> None:
             # The member's open gaps as of now; the follow-up gap this visit opens follows as its own
             # gap.opened alert, which names this alert (the gaps are decided where the claims are).
             alert.open_gaps = p.store.gaps.for_member(alert.member_id, status="open")
-        current = p.store.attribution.current(alert.member_id) if alert.member_id else None
-        alert.organization_id = current.organization_id if current else None
+        if alert.member_id and not alert.organization_id:  # gap alerts come addressed already
+            current = p.store.attribution.current(alert.member_id)
+            alert.organization_id = current.organization_id if current else None
         ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
         return p.store.save_alert(alert, alert_body)
 

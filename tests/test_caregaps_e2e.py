@@ -23,6 +23,7 @@ from tests.helpers import Receiver, call, start_worker, wait_for
 pytestmark = pytest.mark.e2e
 ORG, PCP = "ORG-GAPS", "1999999984"
 TODAY = dt.date.today()
+SCREENED = "G-200"  # 60 years old: in colorectal screening's ages
 PATIENT = Member("G-100", "DOE", "JANE", dt.date(1950, 6, 1), "F", ORG, PCP)
 
 
@@ -137,3 +138,19 @@ def test_the_catalog_lists_each_measure_once_for_an_organization_with_several_pr
     assert status == 200 and listed[0]["measure_id"] == "FMC" and listed[0]["total_weight"] == 3.0
     assert len({m["measure_id"] for m in listed}) == len(listed)
     assert call(port, "/catalog?programs=NOPE")[0] == 404
+
+
+def test_a_screening_gap_opened_with_the_coverage_reaches_the_attributed_organization(stack):
+    # The coverage decides the member's attribution and opens the screening gap in one step, before
+    # the attribution reaches SQL: the alert must be addressed all the same.
+    receiver = stack["receiver"]
+    asyncio.run(publish(stack["bootstrap"], [EligibilitySpan(
+        member_id=SCREENED, payer="PLAN", product_line="COMMERCIAL", coverage_start="2020-01-01",
+        birth_date="1966-03-03", sex="F", selected_pcp_npi=PCP, received_at_ms=1)]))
+    def announced():  # a new gap is announced once, in its current status (due soon late in the year)
+        return [d for kind in ("gap.opened", "gap.due_soon") for d in webhooks(receiver, kind)
+                if d["member_id"] == SCREENED]
+
+    [first] = wait_for(announced, 60, message="COL-E gap webhook")
+    assert first["organization_id"] == ORG and first["gap"]["status"] == "open"
+    assert first["gap"]["gap_id"] == f"COL-E|{TODAY.year}" and first["gap"]["due"] == f"{TODAY.year}-12-31"

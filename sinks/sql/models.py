@@ -137,7 +137,7 @@ class CareGap(Base):
     __tablename__ = "care_gaps"
     __table_args__ = (Index("ix_care_gaps_member_status", "member_id", "status"),)
     member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    gap_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    gap_id: Mapped[str] = mapped_column(Text, primary_key=True)
     measure_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     due: Mapped[str] = mapped_column(String(10))

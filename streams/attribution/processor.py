@@ -161,7 +161,9 @@ class AttributionHandler:
 
     def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int) -> None:
         for event in keep_gaps(member, self.clock.today()):
-            alert = gap_alert(member_id, event, received_at_ms, _now_ms())
+            # The processor holds the attribution it just decided; the SQL copy routing would read
+            # can lag it by a sink batch, and the gap alert would then reach nobody.
+            alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms())
             out.send(topics.ALERTS, member_id.encode(), self.codec.encode(alert))
             GAP_EVENTS.labels(measure=event.gap.measure_id, kind=event.kind).inc()
 

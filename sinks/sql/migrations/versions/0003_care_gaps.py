@@ -17,7 +17,7 @@ def upgrade() -> None:
     op.create_table(
         "care_gaps",
         sa.Column("member_id", sa.String(128), primary_key=True),
-        sa.Column("gap_id", sa.String(256), primary_key=True),
+        sa.Column("gap_id", sa.Text, primary_key=True),  # measure|facility|visit: facility ids run long
         sa.Column("measure_id", sa.String(32), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("due", sa.String(10), nullable=False),
@@ -25,7 +25,8 @@ def upgrade() -> None:
         sa.Column("info", sa.Text, nullable=False),
     )
     op.create_index("ix_care_gaps_member_status", "care_gaps", ["member_id", "status"])
-    op.add_column("subscriptions", sa.Column("event_types", sa.Text, nullable=False, server_default="*"))
+    # Endpoints registered before now keep receiving what they received (ADT alerts), not gap.* too.
+    op.add_column("subscriptions", sa.Column("event_types", sa.Text, nullable=False, server_default="adt.*"))
 
 
 def downgrade() -> None:
