@@ -195,3 +195,34 @@ def test_the_principal_diagnosis_decides_fum_and_fua():
     assert opened("I10", "F32.9") == set()  # only the principal diagnosis counts
     assert opened() == set()  # no diagnosis sent
     assert opened("F10.20", born=D(2014, 4, 2)) == set()  # 11 years old: under FUA's 13
+
+
+def test_last_years_screening_gap_is_missed_in_the_new_year_even_though_no_rule_looks_at_it():
+    plain = Member(D(1960, 1, 1), "M", "COMMERCIAL", [], [])
+    gaps, _ = update({}, plain, D(2025, 12, 1))
+    gaps, events = update(gaps, plain, D(2026, 1, 2))
+    assert gaps["COL-E|2025"].status == Status.MISSED and gaps["COL-E|2026"].status == Status.OPEN
+    assert ("gap.missed", "COL-E|2025") in [(e.kind, f"{e.gap.measure_id}|{e.gap.trigger_id}") for e in events]
+    assert wakeup(gaps, D(2026, 1, 2)) > D(2026, 1, 2)  # nothing due in the past keeps waking the member
+
+
+COLECTOMY = EffectiveClaim("x1", "x1", "INSTITUTIONAL", ("Z9049",), (Line("2020-05-01", "44150", "1234567893", 9e3),))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.booleans())
+def test_a_voided_colectomy_claim_gives_the_screening_gap_back_whenever_it_was_seen(seen_in_between):
+    def screening_member(claims):
+        return Member(D(1960, 1, 1), "M", "COMMERCIAL", claims, [])
+
+    gaps, _ = update({}, screening_member([]), D(2026, 2, 1))
+    if seen_in_between:  # the colectomy claim and its void arrive in different batches
+        gaps, _ = update(gaps, screening_member([COLECTOMY]), D(2026, 2, 1))
+        assert gaps["COL-E|2026"].status == Status.NOT_APPLICABLE
+    gaps, _ = update(gaps, screening_member([]), D(2026, 2, 2))  # voided
+    assert gaps["COL-E|2026"].status == Status.OPEN
+
+
+def test_a_member_of_unknown_sex_is_in_measures_that_name_no_sex():
+    gaps, _ = update({}, Member(D(1960, 1, 1), "U", "COMMERCIAL", [], []), D(2026, 2, 1))
+    assert gaps["COL-E|2026"].status == Status.OPEN

@@ -66,11 +66,16 @@ class Excluded:
 
 
 @dataclass(frozen=True)
+class Reinstated:
+    """The exclusion no longer holds (the claim that excluded the member was voided)."""
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passing: due-soon warnings and deadlines."""
 
 
-Fact = Opened | EvidenceAdded | EvidenceVoided | Excluded | Tick
+Fact = Opened | EvidenceAdded | EvidenceVoided | Excluded | Reinstated | Tick
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,15 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
     if gap is None:
         return None, []
     if gap.status == Status.NOT_APPLICABLE:
-        return gap, []  # final: an exclusion is not undone by later evidence
+        if not isinstance(fact, Reinstated):
+            return gap, []  # nothing counts while excluded
+        closed = bool(gap.evidence)
+        gap, event = _transition(gap, "gap.closed" if closed else "gap.opened",
+                                 {"reinstated": "the exclusion no longer holds"},
+                                 status=Status.CLOSED if closed else Status.OPEN, due_soon_sent=False)
+        return _settle(gap, today, due_soon_days, [event])
+    if isinstance(fact, Reinstated):
+        return gap, []
     if isinstance(fact, Excluded):
         gap, event = _transition(gap, "gap.excluded", {"reason": fact.reason}, status=Status.NOT_APPLICABLE)
         return gap, [event]

@@ -40,7 +40,7 @@ class Denominator:
         """Why a member of this age, sex and product line is outside the denominator, if so."""
         if self.min_age is not None and age < self.min_age or self.max_age is not None and age > self.max_age:
             return f"age {age} is outside the measure's ages"
-        if sex not in self.sexes:
+        if self.sexes and sex not in self.sexes:
             return f"sex {sex} is not in {', '.join(self.sexes)}"
         if product_line not in self.product_lines:
             return f"product line {product_line} is not in {', '.join(self.product_lines)}"
@@ -112,7 +112,7 @@ def _denominator(den: dict[str, Any], where: str) -> Denominator:
     conditions = den.get("conditions_codeset")
     return Denominator(
         min_age=den.get("min_age"), max_age=den.get("max_age"), product_lines=tuple(den["product_lines"]),
-        sexes=tuple(_one_of(s, SEXES, "sex", where) for s in den.get("sexes", SEXES)),
+        sexes=tuple(_one_of(s, SEXES, "sex", where) for s in den.get("sexes", ())),  # none named: any
         conditions=_codeset(conditions, where) if conditions else None,
         conditions_at_least=int(den.get("conditions_at_least", 0)),
         conditions_lookback=_one_of(den["conditions_lookback"], LOOKBACKS, "conditions_lookback", where)
@@ -162,5 +162,7 @@ def measures() -> dict[str, Measure]:
     found = {}
     for path in sorted((RULES / "measures").glob("*.toml")):
         measure = parse_measure(path.read_text(), path.name)
+        if measure.id in found:
+            raise MeasureError(f"{path.name}: measure id {measure.id} is already defined by another file")
         found[measure.id] = measure
     return found

@@ -24,6 +24,7 @@ from streams.caregaps.lifecycle import (
     Gap,
     GapEvent,
     Opened,
+    Reinstated,
     Status,
     Tick,
     apply,
@@ -63,9 +64,11 @@ def gap_id(measure_id: str, trigger_id: str) -> str:
 def update(gaps: Mapping[str, Gap], member: Member, today: dt.date,
            catalog: Mapping[str, Measure] | None = None) -> tuple[dict[str, Gap], list[GapEvent]]:
     """The member's gaps as of ``today`` and the transitions that got them there."""
-    result, events = dict(gaps), []
-    for measure in (catalog if catalog is not None else measures()).values():
+    result, events, seen = dict(gaps), [], set()
+    catalog = catalog if catalog is not None else measures()
+    for measure in catalog.values():
         for key, facts in _facts(measure, result, member, today):
+            seen.add(key)
             gap, new = result.get(key), []
             for fact in facts:
                 gap, produced = apply(gap, fact, today, measure.due_soon_days)
@@ -75,6 +78,13 @@ def update(gaps: Mapping[str, Gap], member: Member, today: dt.date,
             if key not in gaps and len(new) > 1:
                 new = new[-1:]  # a gap seen for the first time is announced once, in its current status
             events += new
+    # Gaps no rule looked at this time (last year's screening, a member whose coverage lapsed) still
+    # meet their deadlines.
+    for key in sorted(set(result) - seen):
+        gap = result[key]
+        result[key], produced = apply(gap, Tick(), today, catalog[gap.measure_id].due_soon_days
+                                      if gap.measure_id in catalog else 0)
+        events += produced
     return result, events
 
 
@@ -88,11 +98,12 @@ def _facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
 
 def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], member: Member,
                     today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
+    triggers = [v for v in member.visits if v.kind == rules.trigger and v.day <= today]
+    if not triggers:
+        return
     admissions = [v.day for v in member.visits if v.kind == INPATIENT_ADMISSION]
     found = followup.evidence(measure, member.claims)
-    for visit in member.visits:
-        if visit.kind != rules.trigger or visit.day > today:
-            continue
+    for visit in triggers:
         key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day, visit.diagnoses)
         facts: list[Fact] = []
         if key not in gaps:
@@ -104,8 +115,7 @@ def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], 
             facts.append(followup.opened(measure, trigger))
         else:
             excluded = followup.exclusion(measure, trigger, admissions)
-            if excluded:
-                facts.append(Excluded(excluded))
+            facts.append(Excluded(excluded) if excluded else Reinstated())
         opened = facts[0] if facts and isinstance(facts[0], Opened) else gaps[key]
         wanted = [e for e in found if opened.window_start <= e.service_date <= opened.due]
         facts += _evidence_facts(gaps.get(key), wanted)
@@ -123,7 +133,7 @@ def _screening_facts(measure: Measure, rules: Screening, gaps: Mapping[str, Gap]
         if key in gaps:
             yield key, [Excluded(status.reason)]
         return
-    facts: list[Fact] = []
+    facts: list[Fact] = [Reinstated()]  # no-op unless the gap was excluded
     if key not in gaps:
         earliest = dt.date(year - max(m.years for m in rules.modalities), 1, 1)
         facts.append(Opened(measure.id, str(year), earliest, status.due))

@@ -8,8 +8,8 @@ The rules, as the CMS Part D Star Ratings technical notes and PQA describe them:
 - Days in an inpatient stay are left out of the period, and a supply is not used up during a stay:
   what was left on admission is taken after discharge.
 
-A pure function of the fills, stays and dates: the care-gap agents call it on every fill, and the
-tests check it against a day-by-day simulation written independently.
+A pure function of the fills, stays and dates, checked by the tests against a day-by-day simulation
+written independently. Not wired to the member processor yet: no adherence measure file exists.
 """
 from __future__ import annotations
 
