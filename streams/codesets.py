@@ -17,14 +17,29 @@ class CodeSet:
     source: str
     codes: frozenset[str]
     ranges: tuple[tuple[str, str], ...]
-    # Named groups of code prefixes, for diagnosis categories: {"heart_failure": ("I50",)} holds I50.9
-    # and I5022. Written without dots; codes are compared without them.
+    # Named groups of code prefixes: {"heart_failure": ("I50",)} holds I50.9 and I5022. Written
+    # without dots; codes are compared without them. They are ICD-10-CM diagnosis categories unless
+    # the file says ``groups_hold = "procedures"`` (screening modalities by CPT prefix); codes and
+    # ranges are always CPT/HCPCS procedures.
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    groups_hold: str = "diagnoses"
 
     def __contains__(self, code: object) -> bool:
         if not isinstance(code, str) or not code:
             return False
         return code in self.codes or _in_ranges(self.ranges, code) or self.group_of(code) is not None
+
+    def has_diagnosis(self, code: str | None) -> bool:
+        """Whether an ICD-10-CM code of a claim or visit is one of the set's diagnoses."""
+        return bool(code) and self.groups_hold == "diagnoses" and self.group_of(code) is not None
+
+    def has_procedure(self, code: str | None) -> bool:
+        """Whether a CPT/HCPCS code of a claim line is one of the set's procedures (a device code
+        such as C1889 is not the C18 colon cancer category)."""
+        if not code:
+            return False
+        return code in self.codes or _in_ranges(self.ranges, code) or (
+            self.groups_hold == "procedures" and self.group_of(code) is not None)
 
     def group_of(self, code: str) -> str | None:
         """The group whose prefix the code starts with, if any."""
@@ -55,4 +70,5 @@ def codeset(name: str) -> CodeSet:
     data = tomllib.loads(path.read_text())
     return CodeSet(id=data["id"], version=data["version"], title=data["title"], source=data["source"].strip(),
                    codes=frozenset(data.get("codes", [])), ranges=tuple(tuple(r) for r in data.get("ranges", [])),
-                   groups=tuple((name, tuple(prefixes)) for name, prefixes in data.get("groups", {}).items()))
+                   groups=tuple((name, tuple(prefixes)) for name, prefixes in data.get("groups", {}).items()),
+                   groups_hold=data.get("groups_hold", "diagnoses"))

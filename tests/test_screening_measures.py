@@ -67,3 +67,10 @@ def test_a_modality_without_its_group_in_the_code_set_is_refused():
     text = (RULES / "measures" / "col_e.toml").read_text()
     with pytest.raises(MeasureError, match="no group 'capsule'"):
         parse_measure(text.replace('name = "ct_colonography"', 'name = "capsule"'), "col_e.toml")
+
+
+def test_a_device_code_that_looks_like_a_cancer_category_does_not_exclude():
+    # HCPCS C1889 (an implanted device) starts like ICD-10 C18 (colon cancer): a procedure code is
+    # compared with the procedures of the exclusion, never with its diagnosis categories.
+    assert col([claim("c1", "2019-02-01", "C1889")]).status == "open"
+    assert col([claim("c1", "2019-02-01", "99214", dx=["C1889"])]).status == "not_applicable"

@@ -42,7 +42,7 @@ def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, sex: str | 
     wanted = _rules(measure).trigger_diagnoses
     if wanted is not None:
         principal = trigger.diagnoses[0] if trigger.diagnoses else None
-        if principal not in wanted:
+        if not wanted.has_diagnosis(principal):
             return Applicability(False, f"the visit's principal diagnosis {principal or '(none sent)'} is not in "
                                         f"{wanted.title.lower()}")
     if den.conditions is not None:

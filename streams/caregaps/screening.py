@@ -31,10 +31,10 @@ def _excluded(measure: Measure, claims: list[EffectiveClaim], year_end: dt.date)
         if rule.rule != "history_of" or rule.codeset is None:
             continue
         for claim in claims:
-            codes = [*claim.diagnosis_codes, *(line.procedure_code or "" for line in claim.lines)]
-            found = next((c for c in codes if c in rule.codeset), None)
+            found = any(map(rule.codeset.has_diagnosis, claim.diagnosis_codes)) or any(
+                rule.codeset.has_procedure(line.procedure_code) for line in claim.lines)
             if found and min(line.service_date for line in claim.lines) <= year_end.isoformat():
-                return f"history of {rule.codeset.title.lower()} (claim {claim.claim_id})"
+                return f"{rule.codeset.title} (claim {claim.claim_id})"
     return None
 
 
