@@ -6,12 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.attribution.members import check
+from streams.attribution.members import MemberState, apply, check, keep_gaps
 from streams.caregaps.lifecycle import Status
 from streams.caregaps.member import Member, Visit, gap_from_dict, gap_to_dict, update, wakeup
 from streams.claims.ledger import EffectiveClaim, Line
 from streams.claims.validation import InvalidRecord
 from streams.models import Encounter
+from tests.claims_factory import span
 
 D = dt.date
 ED = Visit("STMARYS|V1", "ed_visit", D(2026, 3, 1))
@@ -226,3 +227,15 @@ def test_a_voided_colectomy_claim_gives_the_screening_gap_back_whenever_it_was_s
 def test_a_member_of_unknown_sex_is_in_measures_that_name_no_sex():
     gaps, _ = update({}, Member(D(1960, 1, 1), "U", "COMMERCIAL", [], []), D(2026, 2, 1))
     assert gaps["COL-E|2026"].status == Status.OPEN
+
+
+def test_an_ed_visit_whose_diagnosis_comes_later_opens_fum_then():
+    state = MemberState()
+    apply(state, span(product_line="COMMERCIAL"))
+    registered = Encounter("F|V7", "M1", "ed_visit", "2026-03-01", "F", 1)
+    assert apply(state, registered).gaps and not [e for e in keep_gaps(state, D(2026, 3, 1))
+                                                  if e.gap.measure_id.startswith("FUM")]
+    diagnosed = Encounter("F|V7", "M1", "ed_visit", "2026-03-01", "F", 2, diagnoses=["F32.9"])
+    assert apply(state, diagnosed).gaps
+    assert {e.gap.measure_id for e in keep_gaps(state, D(2026, 3, 1))} >= {"FUM-7", "FUM-30"}
+    assert apply(state, diagnosed).gaps is False  # redelivered: nothing to do

@@ -124,3 +124,22 @@ def test_an_ed_visit_tells_care_gaps_its_icd10_diagnoses_principal_first():
     event.diagnoses = [Diagnosis("F32.9", "I10"), Diagnosis("296.20", "I9"), Diagnosis("R45.851", None)]
     [encounter] = apply(None, event, now_ms=1).encounters
     assert encounter.diagnoses == ["F32.9", "R45.851"]
+
+
+def test_diagnoses_sent_after_registration_reach_care_gaps_once():
+    later = timed(adt("A08", "2"), "2026-03-01T10:00:00")
+    later.diagnoses = [Diagnosis("F32.9", "I10")]
+    again = timed(adt("A08", "3"), "2026-03-01T11:00:00")
+    again.diagnoses = [Diagnosis("I10", "I10")]
+    state, sent = None, []
+    for i, event in enumerate([timed(adt("A04", "1"), "2026-03-01T09:00:00"), later, again]):
+        outcome = apply(state, event, now_ms=i)
+        state, sent = outcome.state, sent + outcome.encounters
+    assert [(e.kind, e.diagnoses) for e in sent] == [("ed_visit", []), ("ed_visit", ["F32.9"])]
+
+
+def test_an_icd9_principal_leaves_no_principal_rather_than_promoting_a_secondary_code():
+    event = timed(adt("A04", "1"), "2026-03-01T10:00:00")
+    event.diagnoses = [Diagnosis("296.20", "I9"), Diagnosis("F32.9", "I10")]
+    [encounter] = apply(None, event, now_ms=1).encounters
+    assert encounter.diagnoses == []

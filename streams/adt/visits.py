@@ -9,7 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.models import AdtEvent, Alert, Encounter
+from streams.models import AdtEvent, Alert, Diagnosis, Encounter, EncounterKind
 
 ED_VISIT = "adt.ed_visit"
 # Enough to recognise resent messages; a visit with more distinct messages than this is a storm,
@@ -37,6 +37,7 @@ class VisitState:
     event_types: list[str] = field(default_factory=list)
     alerts_raised: list[str] = field(default_factory=list)
     encounters_sent: list[str] = field(default_factory=list)  # kinds told to the member's care gaps
+    diagnoses: list[str] = field(default_factory=list)  # ICD-10-CM, principal first, from the first message with any
     cancellations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,33 +102,43 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
 
 def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:
     """The visit as care gaps see it (an ED visit opens a follow-up gap, an admission excludes one),
-    once per kind; only for a known member, since gaps are kept per member."""
+    once per kind, and again when its diagnoses become known (registration seldom carries them);
+    only for a known member, since gaps are kept per member."""
     if not state.member_id or event.event_type in CANCELS:
         return []
+    learned = not state.diagnoses and bool(event.diagnoses)
+    if learned:
+        state.diagnoses = _icd10_principal_first(event.diagnoses)
     kinds = []
     if ED_VISIT in state.alerts_raised:
-        kinds.append("ed_visit")
+        kinds.append(EncounterKind.ED_VISIT)
     if state.patient_class == "I" and event.event_type in ("A01", "A06"):
-        kinds.append("inpatient_admission")
+        kinds.append(EncounterKind.INPATIENT_ADMISSION)
     if state.patient_class == "I" and event.event_type == "A03":
-        kinds.append("inpatient_discharge")
+        kinds.append(EncounterKind.INPATIENT_DISCHARGE)
     found = []
     for kind in kinds:
-        when = (event.discharge_time or event.event_time) if kind == "inpatient_discharge" else (
+        when = (event.discharge_time or event.event_time) if kind == EncounterKind.INPATIENT_DISCHARGE else (
             state.admit_time or event.event_time)
-        if kind in state.encounters_sent or not when:
+        if (kind in state.encounters_sent and not learned) or not when:
             continue
-        state.encounters_sent.append(kind)
+        if kind not in state.encounters_sent:
+            state.encounters_sent.append(kind)
         found.append(Encounter(
             encounter_id=state.visit_key, member_id=state.member_id, kind=kind, day=when[:10],
-            facility=state.facility, received_at_ms=event.received_at_ms,
-            diagnoses=[d.code for d in event.diagnoses if not _icd9(d.system)]))
+            facility=state.facility, received_at_ms=event.received_at_ms, diagnoses=list(state.diagnoses)))
     return found
 
 
-def _icd9(system: str | None) -> bool:
-    # Measures name ICD-10-CM codes; senders label ICD-9 as I9, I9C, ICD9 or ICD-9-CM.
-    return (system or "").upper().replace("-", "").startswith(("I9", "ICD9"))
+def _icd10_principal_first(diagnoses: list[Diagnosis]) -> list[str]:
+    """The ICD-10-CM codes, principal (first sent) first; none when the principal is ICD-9, since a
+    secondary code must not stand in for it. Senders label ICD-9 as I9, I9C, ICD9 or ICD-9-CM."""
+    def icd9(d: Diagnosis) -> bool:
+        return (d.system or "").upper().replace("-", "").startswith(("I9", "ICD9"))
+
+    if not diagnoses or icd9(diagnoses[0]):
+        return []
+    return [d.code for d in diagnoses if not icd9(d)]
 
 
 def expire(state: VisitState, now_ms: int, after_s: float) -> bool:

@@ -132,10 +132,12 @@ def apply(state: MemberState, message: Message) -> Affects:
         add_pharmacy(state.ledger, message)
         return Affects(False, False)
     if isinstance(message, Encounter):
-        if any((v.id, v.kind) == (message.encounter_id, message.kind) for v in state.visits):
-            return Affects(False, False)  # the ADT side sends each kind of a visit once; this is a redelivery
-        state.visits.append(Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
-                                  tuple(message.diagnoses)))
+        visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
+                      tuple(message.diagnoses))
+        if visit in state.visits:
+            return Affects(False, False)  # a redelivery
+        # The same visit again with its diagnoses now known replaces what was kept of it.
+        state.visits = [v for v in state.visits if (v.id, v.kind) != (visit.id, visit.kind)] + [visit]
         return Affects(False, True)
     if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)

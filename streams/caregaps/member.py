@@ -33,9 +33,9 @@ from streams.caregaps.lifecycle import (
 from streams.caregaps.measures import FollowUp, Measure, Screening, measures
 from streams.claims.ledger import EffectiveClaim
 from streams.codesets import CodeSet
+from streams.models import EncounterKind
 
-INPATIENT_ADMISSION = "inpatient_admission"
-VISIT_KINDS = ("ed_visit", INPATIENT_ADMISSION, "inpatient_discharge")
+VISIT_KINDS = tuple(EncounterKind)
 # Visits older than this cannot open or exclude a gap any more; they are dropped from state.
 VISIT_MEMORY = dt.timedelta(days=400)
 
@@ -43,7 +43,7 @@ VISIT_MEMORY = dt.timedelta(days=400)
 @dataclass(frozen=True)
 class Visit:
     id: str
-    kind: str  # ed_visit | inpatient_admission | inpatient_discharge
+    kind: str  # an EncounterKind
     day: dt.date
     diagnoses: tuple[str, ...] = ()  # as the ADT messages carried them, principal first
 
@@ -101,7 +101,7 @@ def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], 
     triggers = [v for v in member.visits if v.kind == rules.trigger and v.day <= today]
     if not triggers:
         return
-    admissions = [v.day for v in member.visits if v.kind == INPATIENT_ADMISSION]
+    admissions = [v.day for v in member.visits if v.kind == EncounterKind.INPATIENT_ADMISSION]
     found = followup.evidence(measure, member.claims)
     for visit in triggers:
         key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day, visit.diagnoses)

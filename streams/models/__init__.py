@@ -2,14 +2,13 @@
 from streams.models.adt import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 from streams.models.alert import Alert
 from streams.models.attribution import AttributionChange, AttributionOverride
-from streams.models.caregaps import Encounter, GapInfo
+from streams.models.caregaps import Encounter, EncounterKind, GapInfo
 from streams.models.claims import ClaimLine, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.models.deadletter import DeadLetter
 from streams.models.record import Record
 
 __all__ = [
     "AdtEvent", "Alert", "AttributionChange", "AttributionOverride", "ClaimLine", "DeadLetter", "Diagnosis",
-    "EligibilitySpan", "Encounter", "GapInfo", "MedicalClaim", "Patient", "PatientIdentifier", "PharmacyClaim",
-    "Provider", "Record",
-    "visit_key",
+    "EligibilitySpan", "Encounter", "EncounterKind", "GapInfo", "MedicalClaim", "Patient", "PatientIdentifier",
+    "PharmacyClaim", "Provider", "Record", "visit_key",
 ]

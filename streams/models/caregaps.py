@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from streams.models.record import Record
+
+
+class EncounterKind(StrEnum):
+    ED_VISIT = "ed_visit"
+    INPATIENT_ADMISSION = "inpatient_admission"
+    INPATIENT_DISCHARGE = "inpatient_discharge"
 
 
 @dataclass(slots=True)
@@ -11,7 +18,7 @@ class Encounter(Record):
     schema = "encounter"
     encounter_id: str
     member_id: str
-    kind: str  # ed_visit | inpatient_admission | inpatient_discharge
+    kind: str  # an EncounterKind
     day: str
     facility: str
     received_at_ms: int
