@@ -18,16 +18,17 @@ from streams.models import MedicalClaim, Record
 from streams.serialization.codec import AvroCodec
 
 
-def metric(port: int, name: str, labels: str | None = None) -> float:
-    """A metric of the worker (and its child processes): the sample with ``labels``, or with none
-    given the sum over every label set; -1 when the worker does not answer."""
+def metric(port: int, name: str, labels: str | list[str] | None = None) -> float:
+    """A metric of the worker (and its child processes): the sum of the samples with ``labels`` (one
+    label set or several), or with none given of every label set; -1 when the worker does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return -1.0
-    selector = re.escape(f"{{{labels}}}") if labels is not None else r"(?:\{[^}]*\})?"
-    return sum(float(v) for v in re.findall(rf"^{name}{selector} ([0-9.e+]+)$", text, re.M))
+    sets = [labels] if isinstance(labels, str) else labels
+    selector = "|".join(re.escape(f"{{{s}}}") for s in sets) if sets else r"(?:\{[^}]*\})?"
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{selector}) ([0-9.e+]+)$", text, re.M))
 
 
 @contextlib.contextmanager
@@ -48,10 +49,13 @@ class BenchError(RuntimeError):
     pass
 
 
-def wait_for_count(port: int, topic: str, count: int, log: Path, stall_s: float = 180.0) -> tuple[float, float]:
-    """When the worker had consumed at least ``count`` messages of ``topic``, and how many exactly."""
+def wait_for_count(port: int, topic: str | list[str], count: int, log: Path,
+                   stall_s: float = 180.0) -> tuple[float, float]:
+    """When the worker had consumed at least ``count`` messages of ``topic`` (or of the topics
+    together), and how many exactly."""
+    names = [topic] if isinstance(topic, str) else topic
     last, last_progress = -1.0, time.monotonic()
-    while (done := metric(port, "gapstream_messages_in_total", f'topic="{topic}"')) < count:
+    while (done := metric(port, "gapstream_messages_in_total", [f'topic="{t}"' for t in names])) < count:
         if done > last:
             last, last_progress = done, time.monotonic()
         elif time.monotonic() - last_progress > stall_s:
@@ -72,6 +76,8 @@ def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -
     codec, seen, lines = AvroCodec(), 0, 0
     started = time.perf_counter()
     while seen < expected:
+        if time.perf_counter() - started > 600:
+            raise BenchError(f"raw consume read {seen} of {expected} messages in 600 s")
         for msg in consumer.consume(1000, timeout=1.0):
             if not msg.error():
                 decoded = codec.decode(msg.value(), types[msg.topic()])
