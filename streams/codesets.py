@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 RULES = Path(__file__).with_name("rules")
@@ -46,16 +46,23 @@ class CodeSet:
         return _group_of(self.groups, code.replace(".", "").upper()) if self.groups else None
 
 
-@cache
+@lru_cache(maxsize=65536)  # bounded: keyed by codes as feeds send them, valid or not
 def _in_ranges(ranges: tuple[tuple[str, str], ...], code: str) -> bool:
     # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215). Cached: the
     # engine asks about the same few hundred codes for every claim line.
     return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in ranges)
 
 
-@cache
+@lru_cache(maxsize=65536)
 def _group_of(groups: tuple[tuple[str, tuple[str, ...]], ...], code: str) -> str | None:
     return next((name for name, prefixes in groups if code.startswith(prefixes)), None)
+
+
+@lru_cache(maxsize=65536)
+def in_any(names: frozenset[str], code: str | None) -> bool:
+    """Whether the code is in any of the named code sets. Cached: rules ask it of every claim line,
+    and a feed repeats a few thousand codes."""
+    return any(code in codeset(name) for name in names)
 
 
 class UnknownCodeSet(KeyError):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property
 
-from streams.codesets import RULES, CodeSet, codeset
+from streams.codesets import RULES, CodeSet, codeset, in_any
 
 RULE_NAMES = ("member_selected_pcp", "plurality")
 MEASURES = ("visits", "allowed_amount")
@@ -81,12 +81,15 @@ def _programs() -> dict[str, str]:
     return tomllib.loads((RULES / "attribution" / "programs.toml").read_text())["programs"]
 
 
-@lru_cache(maxsize=65536)
 def counted(code: str | None) -> bool:
     """Whether some method counts services with this code: a claim with none cannot move an
-    attribution. Cached: a feed repeats a few thousand codes."""
-    sets = {s.codeset.id: s.codeset for m in methods().values() for s in m.steps if s.codeset}
-    return any(code in codes for codes in sets.values())
+    attribution."""
+    return in_any(_counted_codesets(), code)
+
+
+@cache
+def _counted_codesets() -> frozenset[str]:
+    return frozenset(s.codeset.id for m in methods().values() for s in m.steps if s.codeset)
 
 
 def method_for(payer: str, product_line: str) -> Method:

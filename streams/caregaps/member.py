@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from streams.caregaps import followup, screening
@@ -32,7 +32,7 @@ from streams.caregaps.lifecycle import (
 )
 from streams.caregaps.measures import FollowUp, Measure, Screening, measures
 from streams.claims.ledger import EffectiveClaim
-from streams.codesets import CodeSet
+from streams.codesets import in_any
 from streams.models import EncounterKind
 
 VISIT_KINDS = tuple(EncounterKind)
@@ -164,19 +164,23 @@ def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measur
     return min((d for d in dates if d), default=None)
 
 
-@lru_cache(maxsize=65536)
 def read_by_measures(code: str | None, with_followup: bool) -> bool:
     """Whether a measure reads claims with this code (numerators, modalities, conditions,
     exclusions): a claim with none cannot change a gap. Follow-up measures read claims only of
-    members with a visit, hence ``with_followup``. Cached: a feed repeats a few thousand codes."""
-    sets: dict[str, CodeSet] = {}
+    members with a visit, hence ``with_followup``."""
+    return in_any(_codesets_read(with_followup), code)
+
+
+@cache
+def _codesets_read(with_followup: bool) -> frozenset[str]:
+    found: set[str] = set()
     for m in measures().values():
         if isinstance(m.rules, FollowUp) and not with_followup:
             continue
-        found = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
-        found += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
-        sets.update({s.id: s for s in found if s is not None})
-    return any(code in codes for codes in sets.values())
+        sets = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
+        sets += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
+        found.update(s.id for s in sets if s is not None)
+    return frozenset(found)
 
 
 def forget_old_visits(visits: list[Visit], today: dt.date) -> list[Visit]:
