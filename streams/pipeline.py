@@ -66,4 +66,5 @@ class Pipeline:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
 
-        self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}")(run)
+        # Named by handler and topic: one handler may serve several topics, each with its own agent.
+        self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}.{'+'.join(source.topics)}")(run)

@@ -39,3 +39,4 @@ def register(p: Pipeline) -> None:
             p.dispatcher.wake()
 
     p.agent(p.topic(topics.ALERTS), route_alert)
+    p.agent(p.topic(topics.GAP_ALERTS), route_alert)

@@ -3,6 +3,9 @@ and the Faust app agree."""
 ADT_RAW = "adt.raw"
 ADT_EVENTS = "adt.events"
 ALERTS = "alerts"
+# Gap transitions, routed like ADT alerts but by an agent of their own: a burst of them (coverage
+# loaded for a population opens a screening gap per member) must not queue ahead of ED visits.
+GAP_ALERTS = "alerts.gaps"
 ENCOUNTERS = "encounters"
 CLAIMS_MEDICAL = "claims.medical"
 CLAIMS_PHARMACY = "claims.pharmacy"

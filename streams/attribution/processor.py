@@ -164,7 +164,7 @@ class AttributionHandler:
             # The processor holds the attribution it just decided; the SQL copy routing would read
             # can lag it by a sink batch, and the gap alert would then reach nobody.
             alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms())
-            out.send(topics.ALERTS, member_id.encode(), self.codec.encode(alert))
+            out.send(topics.GAP_ALERTS, member_id.encode(), self.codec.encode(alert))
             GAP_EVENTS.labels(measure=event.gap.measure_id, kind=event.kind).inc()
 
     def _store(self, state: PartitionState, member_id: str, member: MemberState, queued: str | None) -> None:

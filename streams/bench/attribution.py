@@ -38,7 +38,7 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
             # Coverage opens screening gaps; their alerts are routed before the claims are timed,
             # so that routing them does not share the cores with the drain.
             result["coverage_gap_alerts"] = metric(port, "gapstream_gap_events_total")
-            wait_for_count(port, topics.ALERTS, int(result["coverage_gap_alerts"]), log)
+            wait_for_count(port, topics.GAP_ALERTS, int(result["coverage_gap_alerts"]), log)
         # Then the claims as a backlog, with no worker running: the worker is measured draining it
         # alone, not sharing the two cores with the publisher.
         started = time.perf_counter()

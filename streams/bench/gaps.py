@@ -57,7 +57,7 @@ def _follow_up(member_id: str, npi: str, n: int) -> MedicalClaim:
 
 
 class _ClosedWatch(threading.Thread):
-    """Notes when each gap.closed alert naming a follow-up claim reaches the alerts topic."""
+    """Notes when each gap.closed alert naming a follow-up claim reaches its topic."""
 
     def __init__(self, bootstrap: str):
         super().__init__(daemon=True)
@@ -65,12 +65,13 @@ class _ClosedWatch(threading.Thread):
         self.stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-gaps-{time.time_ns()}",
                                    "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-        partitions = self._consumer.list_topics(topics.ALERTS, timeout=10).topics[topics.ALERTS].partitions
+        topic = topics.GAP_ALERTS
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         # From explicit offsets: OFFSET_END is resolved only at the first fetch, after which claims
         # sent meanwhile would be skipped. Starting a little early (see streams/kafka/reading.py) only
         # re-reads alerts no follow-up claim names.
-        self._consumer.assign([TopicPartition(topics.ALERTS, p, self._consumer.get_watermark_offsets(
-            TopicPartition(topics.ALERTS, p), timeout=10)[1]) for p in partitions])
+        self._consumer.assign([TopicPartition(topic, p, self._consumer.get_watermark_offsets(
+            TopicPartition(topic, p), timeout=10)[1]) for p in partitions])
 
     def run(self) -> None:
         codec = AvroCodec()
@@ -125,7 +126,7 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
     result: dict = {"members": members, "claims": len(backlog[topics.CLAIMS_MEDICAL]), "claim_lines": feed.lines,
                     "fills": fills, "ed_visits": ed_visits, "events": events}
     with tempfile.TemporaryDirectory() as tmp, embedded_broker(Path(tmp) / "broker.log") as broker:
-        ensure_topics(broker.bootstrap, [*topics.INGRESS_TOPICS, topics.ENCOUNTERS, topics.ALERTS], 4)
+        ensure_topics(broker.bootstrap, [*topics.INGRESS_TOPICS, topics.ENCOUNTERS, topics.GAP_ALERTS], 4)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "GAPSTREAM_DATA_DIR": tmp,
                "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "info"}
         env.pop("DATABASE_URL", None)
