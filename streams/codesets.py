@@ -75,7 +75,11 @@ def codeset(name: str) -> CodeSet:
     if not path.exists():
         raise UnknownCodeSet(f"no code set {name!r} in {path.parent}")
     data = tomllib.loads(path.read_text())
+    codes = set(data.get("codes", []))
+    if "codes_file" in data:  # long lists (NDCs) as a one-column CSV with a header, next to the file
+        codes.update(line.strip() for line in (path.parent / data["codes_file"]).read_text().splitlines()[1:]
+                     if line.strip())
     return CodeSet(id=data["id"], version=data["version"], title=data["title"], source=data["source"].strip(),
-                   codes=frozenset(data.get("codes", [])), ranges=tuple(tuple(r) for r in data.get("ranges", [])),
+                   codes=frozenset(codes), ranges=tuple(tuple(r) for r in data.get("ranges", [])),
                    groups=tuple((name, tuple(prefixes)) for name, prefixes in data.get("groups", {}).items()),
                    groups_hold=data.get("groups_hold", "diagnoses"))

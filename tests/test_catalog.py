@@ -20,7 +20,8 @@ def test_a_measure_several_programs_use_appears_once_with_each_weight():
     assert len(ids) == len(set(ids))
     fmc = next(m for m in listed if m.measure_id == "FMC")
     assert dict(fmc.programs) == {"MEDICARE_STARS": 1.0, "ACO_SHARED_SAVINGS": 2.0} and fmc.total_weight == 3.0
-    assert ids[0] == "FMC"  # heaviest first
+    weights = [m.total_weight for m in listed]
+    assert weights == sorted(weights, reverse=True) and {"CBP", "GSD"} == set(ids[:2])  # heaviest first: 3 + 1
 
 
 def test_a_program_naming_an_unknown_measure_is_refused():

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 
+from streams.caregaps.facts import Member
 from streams.caregaps.followup import Trigger, applies, evidence, exclusion, opened
 from streams.caregaps.measures import MeasureError, measures, parse_measure
 from streams.claims.ledger import EffectiveClaim, Line
@@ -29,7 +30,7 @@ def test_the_definition_reads_as_the_measure_description():
 
 def test_two_different_conditions_in_the_event_year_or_the_one_before_put_the_visit_in():
     history = [claim("c1", "2025-02-10", dx=["I50.9"]), claim("c2", "2026-01-05", dx=["J449"])]
-    result = applies(FMC, VISIT, BORN, "F", "MEDICARE_ADVANTAGE", history)
+    result = applies(FMC, VISIT, Member(BORN, "F", "MEDICARE_ADVANTAGE", history, []))
     assert result.applies and "copd_asthma" in result.reason and "heart_failure" in result.reason
 
 
@@ -42,13 +43,13 @@ def test_two_different_conditions_in_the_event_year_or_the_one_before_put_the_vi
     ([claim("c1", "2025-02-10", dx=["I509", "N183"])], "MEDICARE_ADVANTAGE", D(2008, 3, 2), "age 17"),
 ])
 def test_visits_outside_the_denominator_say_why(history, product, born, why):
-    result = applies(FMC, VISIT, born, "M", product, history)
+    result = applies(FMC, VISIT, Member(born, "M", product, history, []))
     assert not result.applies and why in result.reason
 
 
 def test_an_eighteenth_birthday_on_the_visit_day_counts():
     history = [claim("c1", "2025-02-10", dx=["I509", "N183"])]
-    assert applies(FMC, VISIT, D(2008, 3, 1), "F", "MEDICARE_ADVANTAGE", history).applies
+    assert applies(FMC, VISIT, Member(D(2008, 3, 1), "F", "MEDICARE_ADVANTAGE", history, [])).applies
 
 
 def test_the_gap_window_is_the_visit_day_plus_seven():

@@ -74,7 +74,7 @@ def test_voiding_the_closing_claim_reopens_the_gap():
     gaps, events = update(closed, member(), D(2026, 3, 6))  # f1 is no longer an effective claim
     assert gaps[FMC_GAP].status == Status.OPEN
     assert [(e.kind, e.detail) for e in events if e.gap.measure_id == "FMC"] == [
-        ("gap.opened", {"reopened_by_void": "f1"}), ("gap.due_soon", {})]  # two days left of the window
+        ("gap.opened", {"reopened_by": "void", "evidence": "f1"}), ("gap.due_soon", {})]  # two days left of the window
 
 
 def test_an_admission_within_seven_days_excludes_the_visit_whenever_it_is_known():

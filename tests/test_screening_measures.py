@@ -3,6 +3,7 @@ import datetime as dt
 
 import pytest
 
+from streams.caregaps.facts import Member
 from streams.caregaps.measures import MeasureError, measures, parse_measure
 from streams.caregaps.screening import status
 from streams.claims.ledger import EffectiveClaim, Line
@@ -17,7 +18,7 @@ def claim(claim_id, day, code, dx=()):
 
 
 def col(claims, born=BORN, year=2026, product="MEDICARE_ADVANTAGE"):
-    return status(COL, year, born, "F", product, claims)
+    return status(COL, year, Member(born, "F", product, claims, []))
 
 
 @pytest.mark.parametrize("code, day, closed", [
@@ -39,7 +40,8 @@ def test_each_modality_counts_within_its_own_lookback(code, day, closed):
 
 def test_the_service_that_counts_longest_is_reported():
     result = col([claim("fit", "2026-03-01", "82274"), claim("colo", "2020-05-05", "45380")])
-    assert (result.modality, result.evidence.id, result.counts_through) == ("colonoscopy", "colo", 2029)
+    assert (result.details, [e.id for e in result.evidence]) == (
+        {"modality": "colonoscopy", "counts_through": 2029}, ["colo"])
 
 
 def test_unscreened_members_have_a_gap_due_at_year_end():
@@ -74,3 +76,44 @@ def test_a_device_code_that_looks_like_a_cancer_category_does_not_exclude():
     # compared with the procedures of the exclusion, never with its diagnosis categories.
     assert col([claim("c1", "2019-02-01", "C1889")]).status == "open"
     assert col([claim("c1", "2019-02-01", "99214", dx=["C1889"])]).status == "not_applicable"
+
+
+BCS, EED = measures()["BCS-E"], measures()["EED"]
+
+
+@pytest.mark.parametrize("day, closed", [
+    ("2024-10-01", True),   # October 1 two years before the measurement year: 27 months
+    ("2024-09-30", False),
+    ("2026-12-31", True),
+])
+def test_a_mammogram_counts_from_october_1_two_years_before(day, closed):
+    found = status(BCS, 2026, Member(BORN, "F", "COMMERCIAL", [claim("m1", day, "77067")], []))
+    assert (found.status == "closed") is closed, found.reason
+
+
+def test_breast_screening_counts_women_42_to_74_without_a_bilateral_mastectomy():
+    assert "sex M" in status(BCS, 2026, Member(BORN, "M", "COMMERCIAL", [], [])).reason
+    assert status(BCS, 2026, Member(dt.date(1985, 1, 1), "F", "COMMERCIAL", [], [])).status == "not_applicable"
+    history = [claim("x1", "2012-02-01", "99214", dx=["Z90.13"])]
+    assert "mastectomy" in status(BCS, 2026, Member(BORN, "F", "COMMERCIAL", history, [])).reason
+
+
+DIABETES = [claim("d1", "2025-03-01", "99213", dx=["E11.9"]), claim("d2", "2025-09-01", "99213", dx=["E1165"])]
+
+
+@pytest.mark.parametrize("day, code, closed", [
+    ("2026-05-01", "2022F", True),   # an exam this year, with retinopathy
+    ("2025-05-01", "2022F", False),  # last year, with retinopathy: not enough
+    ("2025-05-01", "2023F", True),   # last year, without retinopathy
+    ("2024-12-31", "2023F", False),
+    ("2026-05-01", "3072F", True),   # low risk reported this year
+    ("2026-05-01", "92228", True),   # retinal imaging
+])
+def test_eye_exams_count_by_result_and_year(day, code, closed):
+    found = status(EED, 2026, Member(BORN, "M", "MEDICAID", [*DIABETES, claim("e1", day, code)], []))
+    assert (found.status == "closed") is closed, found.reason
+
+
+def test_eye_exams_are_for_members_with_diabetes():
+    found = status(EED, 2026, Member(BORN, "M", "MEDICAID", DIABETES[:1], []))
+    assert found.status == "not_applicable" and "1 of 2" in found.reason

@@ -31,7 +31,15 @@ from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import update as update_gaps
 from streams.caregaps.member import wakeup as gaps_wakeup
 from streams.claims import validation
-from streams.claims.ledger import Ledger, add_medical, add_pharmacy, add_span, covering, effective_claims
+from streams.claims.ledger import (
+    Ledger,
+    add_medical,
+    add_pharmacy,
+    add_span,
+    covering,
+    effective_claims,
+    effective_fills,
+)
 from streams.models import (
     AttributionChange,
     AttributionOverride,
@@ -130,7 +138,8 @@ def apply(state: MemberState, message: Message) -> Affects:
                        any(read_by_measures(code, visited) for code in [*procedures, *message.diagnosis_codes]))
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
-        return Affects(False, False)
+        known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels
+        return Affects(False, read_by_measures(known["n"] if known else message.ndc11, False))
     if isinstance(message, Encounter):
         visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
                       tuple(message.diagnoses))
@@ -203,7 +212,7 @@ def keep_gaps(state: MemberState, as_of: dt.date) -> list[GapEvent]:
     birth = validation.parse_date(span.birth_date, "birth date") if span and span.birth_date else None
     state.visits = forget_old_visits(state.visits, as_of)
     facts = GapFacts(birth, span.sex if span else None, span.product_line if span else None,
-                     effective_claims(state.ledger), state.visits)
+                     effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)))
     state.gaps, events = update_gaps(state.gaps, facts, as_of)
     wake = gaps_wakeup(state.gaps, as_of)
     state.gaps_wakeup = wake.isoformat() if wake else None

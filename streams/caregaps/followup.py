@@ -10,8 +10,10 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from streams.caregaps import denominator
+from streams.caregaps.facts import Member
 from streams.caregaps.lifecycle import Evidence, Opened
-from streams.caregaps.measures import FollowUp, Measure, age_on
+from streams.caregaps.measures import FollowUp, Measure
 from streams.claims.ledger import EffectiveClaim
 
 
@@ -28,33 +30,18 @@ class Applicability:
     reason: str
 
 
-def _claim_date(claim: EffectiveClaim) -> dt.date:
-    return min(dt.date.fromisoformat(line.service_date) for line in claim.lines)
-
-
-def applies(measure: Measure, trigger: Trigger, birth_date: dt.date, sex: str | None, product_line: str | None,
-            claims: Iterable[EffectiveClaim]) -> Applicability:
+def applies(measure: Measure, trigger: Trigger, member: Member) -> Applicability:
     """Whether the trigger puts the member in the measure's denominator, and why (or why not)."""
-    den = measure.denominator
-    refused = den.refuses(age_on(birth_date, trigger.day), sex, product_line)  # age on the day of the visit
-    if refused:
-        return Applicability(False, refused)
     wanted = _rules(measure).trigger_diagnoses
     if wanted is not None:
         principal = trigger.diagnoses[0] if trigger.diagnoses else None
         if not wanted.has_diagnosis(principal):
             return Applicability(False, f"the visit's principal diagnosis {principal or '(none sent)'} is not in "
                                         f"{wanted.title.lower()}")
-    if den.conditions is not None:
-        since = dt.date(trigger.day.year - 1, 1, 1)  # event year and prior year, the only lookback so far
-        in_lookback = [c for c in claims if c.lines and since <= _claim_date(c) <= trigger.day]
-        groups = {den.conditions.group_of(code) for claim in in_lookback for code in claim.diagnosis_codes}
-        groups.discard(None)
-        if len(groups) < den.conditions_at_least:
-            return Applicability(False, f"{len(groups)} of {den.conditions_at_least} required condition groups "
-                                        f"({', '.join(sorted(groups)) or 'none'}) since {since}")
-        return Applicability(True, f"conditions: {', '.join(sorted(groups))}")
-    return Applicability(True, "age and product line")
+    refused = denominator.refusal(measure, member, trigger.day, trigger.day)  # age on the day of the visit
+    if refused:
+        return Applicability(False, refused)
+    return Applicability(True, denominator.conditions(measure, member, trigger.day)[1])
 
 
 def _rules(measure: Measure) -> FollowUp:

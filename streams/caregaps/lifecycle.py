@@ -39,6 +39,8 @@ class Gap:
     evidence: tuple[Evidence, ...] = ()  # what closed it, and any further evidence in the window
     closed_late: bool = False  # closed by evidence that arrived after the deadline
     revision: int = 0  # transitions so far: numbers the gap's events, so each has an id of its own
+    warned: str | None = None  # the occasion of the last warning sent (a supply that ran out on a day)
+    watch: dt.date | None = None  # a date on which time alone changes the evaluation (a refill due)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class EvidenceAdded:
 class EvidenceVoided:
     source: str
     id: str
+    why: str = "void"  # void (the claim or fill is gone) | superseded (a later result counts instead)
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,37 @@ class Reinstated:
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """The gap cannot be closed in time any more (the days left cannot lift adherence to the
+    threshold): missed before its deadline."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class Warn:
+    """A warning about an open gap, sent once per occasion (a supply that ran out on a given day)."""
+    occasion: str
+    kind: str  # gap.refill_overdue
+    detail: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The next date on which time alone changes the gap's evaluation; None when there is none."""
+    day: dt.date | None
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passing: due-soon warnings and deadlines."""
 
 
-Fact = Opened | EvidenceAdded | EvidenceVoided | Excluded | Reinstated | Tick
+Fact = Opened | EvidenceAdded | EvidenceVoided | Excluded | Reinstated | Unreachable | Warn | Watch | Tick
 
 
 @dataclass(frozen=True)
 class GapEvent:
-    kind: str  # gap.opened | gap.due_soon | gap.closed | gap.missed | gap.excluded
+    kind: str  # gap.opened | gap.due_soon | gap.closed | gap.missed | gap.excluded | gap.refill_overdue
     gap: Gap
     detail: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +118,8 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
         return _settle(gap, today, due_soon_days, [opened])
     if gap is None:
         return None, []
+    if isinstance(fact, Watch):
+        return dataclasses.replace(gap, watch=fact.day), []
     if gap.status == Status.NOT_APPLICABLE:
         if not isinstance(fact, Reinstated):
             return gap, []  # nothing counts while excluded
@@ -124,10 +150,20 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
             return gap, []
         gap = dataclasses.replace(gap, evidence=remaining)
         if gap.status == Status.CLOSED and not remaining:
-            gap, event = _transition(gap, "gap.opened", {"reopened_by_void": fact.id}, status=Status.OPEN,
-                                     closed_late=False, due_soon_sent=False)
+            gap, event = _transition(gap, "gap.opened", {"reopened_by": fact.why, "evidence": fact.id},
+                                     status=Status.OPEN, closed_late=False, due_soon_sent=False)
             return _settle(gap, today, due_soon_days, [event])
         return gap, []
+    if isinstance(fact, Unreachable):
+        if gap.status != Status.OPEN:
+            return gap, []
+        gap, event = _transition(gap, "gap.missed", {"reason": fact.reason}, status=Status.MISSED)
+        return gap, [event]
+    if isinstance(fact, Warn):
+        if gap.status != Status.OPEN or gap.warned == fact.occasion:
+            return gap, []
+        gap, event = _transition(gap, fact.kind, fact.detail, warned=fact.occasion)
+        return gap, [event]
     return _settle(gap, today, due_soon_days, [])
 
 
@@ -154,5 +190,5 @@ def next_wakeup(gap: Gap, due_soon_days: int = 2) -> dt.date | None:
     """The date :func:`apply` with a :class:`Tick` would change this gap, for the agent's timers."""
     if gap.status != Status.OPEN:
         return None
-    warn = gap.due - dt.timedelta(days=due_soon_days)
-    return warn if not gap.due_soon_sent else gap.due + dt.timedelta(days=1)
+    deadline = gap.due - dt.timedelta(days=due_soon_days) if not gap.due_soon_sent else gap.due + dt.timedelta(days=1)
+    return min(deadline, gap.watch) if gap.watch else deadline

@@ -1,9 +1,15 @@
 """Measure definitions, read from ``streams/rules/measures/`` (one readable file per measure).
 
-Two kinds so far, each with its evaluator: ``event_followup`` (an ED visit or a discharge opens a
-gap that a service within N days closes: :mod:`streams.caregaps.followup`) and ``screening`` (a
-service within each modality's lookback closes the measurement year's gap:
-:mod:`streams.caregaps.screening`).
+Four kinds, each with its evaluator:
+
+- ``event_followup``: an ED visit or a discharge opens a gap that a service within N days closes
+  (:mod:`streams.caregaps.followup`);
+- ``screening``: a service within each modality's lookback closes the measurement year's gap
+  (:mod:`streams.caregaps.screening`);
+- ``control``: the latest result of the year decides, above target or not
+  (:mod:`streams.caregaps.control`);
+- ``adherence``: the proportion of days covered by fills of a drug class
+  (:mod:`streams.caregaps.adherence`).
 """
 from __future__ import annotations
 
@@ -15,10 +21,17 @@ from typing import Any
 
 from streams.codesets import RULES, CodeSet, UnknownCodeSet, codeset
 
-KINDS = ("event_followup", "screening")
+KINDS = ("event_followup", "screening", "control", "adherence")
 TRIGGERS = ("ed_visit", "inpatient_discharge")
-LOOKBACKS = ("event_year_and_prior_year",)
-EXCLUSION_RULES = ("inpatient_admission_within_days", "history_of")
+# Where the diagnoses that put a member in a denominator are looked for, as (first day, last day) of
+# the reference day: the triggering visit's day, or December 31 of the measurement year.
+LOOKBACKS = {
+    "event_year_and_prior_year": lambda day: (dt.date(day.year - 1, 1, 1), day),
+    "measurement_year_and_prior_year": lambda day: (dt.date(day.year - 1, 1, 1), dt.date(day.year, 12, 31)),
+    "prior_year_through_june_30": lambda day: (dt.date(day.year - 1, 1, 1), dt.date(day.year, 6, 30)),
+}
+CONDITION_COUNTS = ("groups", "service_dates")
+EXCLUSION_RULES = ("inpatient_admission_within_days", "history_of", "fill_of")
 SEXES = ("F", "M")
 
 
@@ -35,6 +48,8 @@ class Denominator:
     conditions: CodeSet | None
     conditions_at_least: int
     conditions_lookback: str | None
+    conditions_count: str = "groups"  # distinct condition groups, or distinct dates of service
+    conditions_or_fills: tuple[CodeSet, ...] = ()  # a fill of any of these drugs also qualifies
 
     def refuses(self, age: int, sex: str | None, product_line: str | None) -> str | None:
         """Why a member of this age, sex and product line is outside the denominator, if so."""
@@ -55,7 +70,7 @@ def age_on(birth: dt.date, day: dt.date) -> int:
 class Exclusion:
     rule: str
     days: int = 0  # inpatient_admission_within_days
-    codeset: CodeSet | None = None  # history_of: diagnoses or procedures at any time before
+    codeset: CodeSet | None = None  # history_of: diagnoses or procedures at any time before; fill_of: drugs
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,8 @@ class FollowUp:
 class Modality:
     name: str  # also the group of the code set that holds its codes
     codeset: CodeSet
-    years: int  # the measurement year and this many years before it
+    years: int  # the measurement year and this many years before it,
+    from_month: int = 1  # from the first day of this month of the earliest year
 
     def __contains__(self, code: object) -> bool:
         return isinstance(code, str) and self.codeset.group_of(code) == self.name
@@ -82,6 +98,37 @@ class Screening:
 
 
 @dataclass(frozen=True)
+class Component:
+    """One part of a result (systolic, diastolic): the code set groups that are in control and not."""
+    name: str
+    controlled: tuple[str, ...]
+    not_controlled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Control:
+    codeset: CodeSet  # result codes, one group per result band
+    components: tuple[Component, ...]
+
+    def reading(self, code: str | None) -> tuple[str, bool] | None:
+        """(component, in control) of a result code, or None for any other code."""
+        group = self.codeset.group_of(code) if self.codeset.has_procedure(code) else None
+        for component in self.components:
+            if group in component.controlled or group in component.not_controlled:
+                return component.name, group in component.controlled
+        return None
+
+
+@dataclass(frozen=True)
+class Adherence:
+    drugs: CodeSet  # NDC-11 codes of the drug class
+    threshold: float  # adherent at or above this proportion of days covered
+    min_fills: int  # fills on distinct dates in the year before a member counts
+    min_treatment_days: int  # from the first fill to the end of the year
+    refill_overdue_days: int  # warn when the supply ran out more than this many days ago
+
+
+@dataclass(frozen=True)
 class Measure:
     id: str
     version: str
@@ -90,7 +137,7 @@ class Measure:
     description: str
     kind: str
     denominator: Denominator
-    rules: FollowUp | Screening
+    rules: FollowUp | Screening | Control | Adherence
     exclusions: tuple[Exclusion, ...]
     due_soon_days: int
 
@@ -115,25 +162,34 @@ def _denominator(den: dict[str, Any], where: str) -> Denominator:
         sexes=tuple(_one_of(s, SEXES, "sex", where) for s in den.get("sexes", ())),  # none named: any
         conditions=_codeset(conditions, where) if conditions else None,
         conditions_at_least=int(den.get("conditions_at_least", 0)),
-        conditions_lookback=_one_of(den["conditions_lookback"], LOOKBACKS, "conditions_lookback", where)
-        if conditions else None)
+        conditions_lookback=_one_of(den["conditions_lookback"], tuple(LOOKBACKS), "conditions_lookback", where)
+        if conditions else None,
+        conditions_count=_one_of(den.get("conditions_count", "groups"), CONDITION_COUNTS, "conditions_count", where),
+        conditions_or_fills=tuple(_codeset(name, where) for name in den.get("conditions_or_fills_of", ())))
 
 
 def _exclusion(raw: dict[str, Any], where: str) -> Exclusion:
     rule = _one_of(raw["rule"], EXCLUSION_RULES, "exclusion rule", where)
-    if rule == "history_of":
+    if rule in ("history_of", "fill_of"):
         return Exclusion(rule, codeset=_codeset(raw["codeset"], where))
     return Exclusion(rule, days=int(raw["days"]))
 
 
-def _rules(kind: str, data: dict[str, Any], where: str) -> FollowUp | Screening:
+def _rules(kind: str, data: dict[str, Any], where: str) -> FollowUp | Screening | Control | Adherence:
+    if kind == "control":
+        return _control(data["control"], where)
+    if kind == "adherence":
+        raw = data["adherence"]
+        return Adherence(drugs=_codeset(raw["drugs_codeset"], where), threshold=float(raw["threshold"]),
+                         min_fills=int(raw["min_fills"]), min_treatment_days=int(raw["min_treatment_days"]),
+                         refill_overdue_days=int(raw["refill_overdue_days"]))
     if kind == "event_followup":
         diagnoses = data["trigger"].get("diagnosis_codeset")
         return FollowUp(trigger=_one_of(data["trigger"]["event"], TRIGGERS, "trigger event", where),
                         codeset=_codeset(data["numerator"]["codeset"], where),
                         within_days=int(data["numerator"]["within_days"]),
                         trigger_diagnoses=_codeset(diagnoses, where) if diagnoses else None)
-    modalities = tuple(Modality(m["name"], _codeset(m["codeset"], where), int(m["years"]))
+    modalities = tuple(Modality(m["name"], _codeset(m["codeset"], where), int(m["years"]), int(m.get("from_month", 1)))
                        for m in data["modalities"])
     if not modalities:
         raise MeasureError(f"{where}: a screening measure needs at least one modality")
@@ -141,6 +197,20 @@ def _rules(kind: str, data: dict[str, Any], where: str) -> FollowUp | Screening:
         if m.name not in dict(m.codeset.groups):
             raise MeasureError(f"{where}: code set {m.codeset.id} has no group {m.name!r} for that modality")
     return Screening(modalities)
+
+
+def _control(raw: dict[str, Any], where: str) -> Control:
+    codes = _codeset(raw["codeset"], where)
+    components = tuple(Component(c["name"], tuple(c["controlled"]), tuple(c["not_controlled"]))
+                       for c in raw["components"])
+    if not components:
+        raise MeasureError(f"{where}: a control measure needs at least one result component")
+    groups = dict(codes.groups)
+    for c in components:
+        unknown = [g for g in (*c.controlled, *c.not_controlled) if g not in groups]
+        if unknown:
+            raise MeasureError(f"{where}: code set {codes.id} has no group {unknown[0]!r} for component {c.name}")
+    return Control(codes, components)
 
 
 def parse_measure(text: str, where: str = "measure") -> Measure:

@@ -9,12 +9,12 @@ establishes the second chronic condition after the ED visit still opens the foll
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from streams.caregaps import followup, screening
+from streams.caregaps import adherence, control, followup, screening
+from streams.caregaps.facts import Member, Visit
 from streams.caregaps.lifecycle import (
     Evidence,
     EvidenceAdded,
@@ -27,34 +27,22 @@ from streams.caregaps.lifecycle import (
     Reinstated,
     Status,
     Tick,
+    Unreachable,
+    Watch,
     apply,
     next_wakeup,
 )
-from streams.caregaps.measures import FollowUp, Measure, Screening, measures
-from streams.claims.ledger import EffectiveClaim
+from streams.caregaps.measures import Adherence, Control, FollowUp, Measure, Screening, measures
+from streams.caregaps.yearly import YearStatus
 from streams.codesets import in_any
 from streams.models import EncounterKind
 
 VISIT_KINDS = tuple(EncounterKind)
 # Visits older than this cannot open or exclude a gap any more; they are dropped from state.
 VISIT_MEMORY = dt.timedelta(days=400)
-
-
-@dataclass(frozen=True)
-class Visit:
-    id: str
-    kind: str  # an EncounterKind
-    day: dt.date
-    diagnoses: tuple[str, ...] = ()  # as the ADT messages carried them, principal first
-
-
-@dataclass(frozen=True)
-class Member:
-    birth_date: dt.date | None  # None: no coverage known yet, so no denominator can be decided
-    sex: str | None
-    product_line: str | None
-    claims: list[EffectiveClaim]
-    visits: list[Visit]
+# The evaluator of each kind of measurement-year measure.
+YEAR_EVALUATORS: dict[type, Callable[[Measure, int, Member, dt.date], YearStatus]] = {
+    Screening: screening.status, Control: control.status, Adherence: adherence.status}
 
 
 def gap_id(measure_id: str, trigger_id: str) -> str:
@@ -92,8 +80,8 @@ def _facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
            today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
     if isinstance(measure.rules, FollowUp):
         yield from _followup_facts(measure, measure.rules, gaps, member, today)
-    elif isinstance(measure.rules, Screening):
-        yield from _screening_facts(measure, measure.rules, gaps, member, today)
+    else:
+        yield from _year_facts(measure, gaps, member, today)
 
 
 def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], member: Member,
@@ -107,8 +95,7 @@ def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], 
         key, trigger = gap_id(measure.id, visit.id), followup.Trigger(visit.id, visit.day, visit.diagnoses)
         facts: list[Fact] = []
         if key not in gaps:
-            if member.birth_date is None or not followup.applies(
-                    measure, trigger, member.birth_date, member.sex, member.product_line, member.claims).applies:
+            if not followup.applies(measure, trigger, member).applies:
                 continue
             if followup.exclusion(measure, trigger, admissions):
                 continue  # excluded before it opened: it never was a gap
@@ -118,36 +105,42 @@ def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], 
             facts.append(Excluded(excluded) if excluded else Reinstated())
         opened = facts[0] if facts and isinstance(facts[0], Opened) else gaps[key]
         wanted = [e for e in found if opened.window_start <= e.service_date <= opened.due]
-        facts += _evidence_facts(gaps.get(key), wanted)
+        facts += _evidence_facts(gaps.get(key), wanted, member)
         yield key, [*facts, Tick()]
 
 
-def _screening_facts(measure: Measure, rules: Screening, gaps: Mapping[str, Gap], member: Member,
-                     today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
+def _year_facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
+               today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
     if member.birth_date is None:
         return
     year = today.year
     key = gap_id(measure.id, str(year))
-    status = screening.status(measure, year, member.birth_date, member.sex, member.product_line, member.claims)
+    status = YEAR_EVALUATORS[type(measure.rules)](measure, year, member, today)
     if status.status == "not_applicable":
         if key in gaps:
             yield key, [Excluded(status.reason)]
         return
     facts: list[Fact] = [Reinstated()]  # no-op unless the gap was excluded
     if key not in gaps:
-        earliest = dt.date(year - max(m.years for m in rules.modalities), 1, 1)
-        facts.append(Opened(measure.id, str(year), earliest, status.due))
-    facts += _evidence_facts(gaps.get(key), [status.evidence] if status.evidence else [])
-    yield key, [*facts, Tick()]
+        facts.append(Opened(measure.id, str(year), status.window_start, status.due))
+    facts += _evidence_facts(gaps.get(key), list(status.evidence), member)
+    if status.status == "missed":
+        facts.append(Unreachable(status.reason))
+    if status.warning:
+        facts.append(status.warning)
+    yield key, [*facts, Watch(status.watch), Tick()]
 
 
-def _evidence_facts(gap: Gap | None, wanted: list[Evidence]) -> list[Fact]:
+def _evidence_facts(gap: Gap | None, wanted: list[Evidence], member: Member) -> list[Fact]:
     """What turns the gap's evidence into ``wanted``: new evidence added, then evidence no longer
-    there (a voided or replaced claim) withdrawn; in that order, so a better service replacing the
-    one that closed a gap does not re-open it for a moment."""
+    there (a voided claim, or a result a later one supersedes) withdrawn; in that order, so a better
+    service replacing the one that closed a gap does not re-open it for a moment."""
     held = set(gap.evidence) if gap else set()
     added: list[Fact] = [EvidenceAdded(e) for e in sorted(set(wanted) - held, key=_order)]
-    voided: list[Fact] = [EvidenceVoided(e.source, e.id) for e in sorted(held - set(wanted), key=_order)]
+    gone = held - set(wanted)
+    present = {c.claim_id for c in member.claims} | {f.claim_id for f in member.fills} if gone else set()
+    voided: list[Fact] = [EvidenceVoided(e.source, e.id, "superseded" if e.id in present else "void")
+                          for e in sorted(gone, key=_order)]
     return added + voided
 
 
@@ -159,15 +152,15 @@ def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measur
     """The next date time alone changes something: a warning, a deadline, or a new measurement year."""
     catalog = catalog if catalog is not None else measures()
     dates = [next_wakeup(g, catalog[g.measure_id].due_soon_days) for g in gaps.values() if g.measure_id in catalog]
-    if any(isinstance(m.rules, Screening) for m in catalog.values()):
+    if any(not isinstance(m.rules, FollowUp) for m in catalog.values()):
         dates.append(dt.date(today.year + 1, 1, 1))
     return min((d for d in dates if d), default=None)
 
 
 def read_by_measures(code: str | None, with_followup: bool) -> bool:
-    """Whether a measure reads claims with this code (numerators, modalities, conditions,
-    exclusions): a claim with none cannot change a gap. Follow-up measures read claims only of
-    members with a visit, hence ``with_followup``."""
+    """Whether a measure reads claims or fills with this code (numerators, modalities, results,
+    drugs, conditions, exclusions): a claim or fill with none cannot change a gap. Follow-up
+    measures read claims only of members with a visit, hence ``with_followup``."""
     return in_any(_codesets_read(with_followup), code)
 
 
@@ -177,8 +170,13 @@ def _codesets_read(with_followup: bool) -> frozenset[str]:
     for m in measures().values():
         if isinstance(m.rules, FollowUp) and not with_followup:
             continue
-        sets = [m.denominator.conditions, *(e.codeset for e in m.exclusions)]
-        sets += [m.rules.codeset] if isinstance(m.rules, FollowUp) else [mod.codeset for mod in m.rules.modalities]
+        sets = [m.denominator.conditions, *m.denominator.conditions_or_fills, *(e.codeset for e in m.exclusions)]
+        if isinstance(m.rules, FollowUp | Control):
+            sets.append(m.rules.codeset)
+        elif isinstance(m.rules, Adherence):
+            sets.append(m.rules.drugs)
+        else:
+            sets += [mod.codeset for mod in m.rules.modalities]
         found.update(s.id for s in sets if s is not None)
     return frozenset(found)
 
@@ -193,7 +191,8 @@ def gap_to_dict(gap: Gap) -> dict[str, Any]:
     return {"measure_id": gap.measure_id, "trigger_id": gap.trigger_id,
             "window_start": gap.window_start.isoformat(), "due": gap.due.isoformat(), "status": gap.status.value,
             "due_soon_sent": gap.due_soon_sent, "closed_late": gap.closed_late, "revision": gap.revision,
-            "evidence": [[e.source, e.id, e.service_date.isoformat()] for e in gap.evidence]}
+            "evidence": [[e.source, e.id, e.service_date.isoformat()] for e in gap.evidence],
+            "warned": gap.warned, "watch": gap.watch.isoformat() if gap.watch else None}
 
 
 def gap_from_dict(data: Mapping[str, Any]) -> Gap:
@@ -201,5 +200,6 @@ def gap_from_dict(data: Mapping[str, Any]) -> Gap:
                window_start=dt.date.fromisoformat(data["window_start"]), due=dt.date.fromisoformat(data["due"]),
                status=Status(data["status"]), due_soon_sent=data["due_soon_sent"], closed_late=data["closed_late"],
                revision=data["revision"],
-               evidence=tuple(Evidence(s, i, dt.date.fromisoformat(d)) for s, i, d in data["evidence"]))
+               evidence=tuple(Evidence(s, i, dt.date.fromisoformat(d)) for s, i, d in data["evidence"]),
+               warned=data.get("warned"), watch=dt.date.fromisoformat(data["watch"]) if data.get("watch") else None)
 

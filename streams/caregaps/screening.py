@@ -1,5 +1,5 @@
-"""Screening measures (COL-E and its kind): for a measurement year, whether the member is in the
-denominator, and whether a service of any modality inside that modality's lookback closes the gap.
+"""Screening measures (COL-E, BCS-E, EED): for a measurement year, whether a service of any
+modality inside that modality's lookback closes the gap.
 
 Of the qualifying services, the one that keeps counting longest wins (a colonoscopy six years ago
 over a stool test this year), and the answer says through which measurement year it counts, so a
@@ -8,59 +8,39 @@ gap can be shown before it opens.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
 
+from streams.caregaps.facts import Member
 from streams.caregaps.lifecycle import Evidence
-from streams.caregaps.measures import Measure, Screening, age_on
-from streams.claims.ledger import EffectiveClaim
+from streams.caregaps.measures import Measure, Modality, Screening
+from streams.caregaps.yearly import YearStatus, outside
 
 
-@dataclass(frozen=True)
-class ScreeningStatus:
-    status: str  # not_applicable | open | closed
-    reason: str
-    due: dt.date  # the end of the measurement year
-    evidence: Evidence | None = None
-    modality: str | None = None
-    counts_through: int | None = None  # the last measurement year the closing service counts for
+def _since(modality: Modality, year: int) -> dt.date:
+    return dt.date(year - modality.years, modality.from_month, 1)
 
 
-def _excluded(measure: Measure, claims: list[EffectiveClaim], year_end: dt.date) -> str | None:
-    for rule in measure.exclusions:
-        if rule.rule != "history_of" or rule.codeset is None:
-            continue
-        for claim in claims:
-            found = any(map(rule.codeset.has_diagnosis, claim.diagnosis_codes)) or any(
-                rule.codeset.has_procedure(line.procedure_code) for line in claim.lines)
-            if found and min(line.service_date for line in claim.lines) <= year_end.isoformat():
-                return f"{rule.codeset.title} (claim {claim.claim_id})"
-    return None
-
-
-def status(measure: Measure, year: int, birth_date: dt.date, sex: str | None, product_line: str | None,
-           claims: Iterable[EffectiveClaim]) -> ScreeningStatus:
+def status(measure: Measure, year: int, member: Member, today: dt.date | None = None) -> YearStatus:
     if not isinstance(measure.rules, Screening):
         raise TypeError(f"{measure.id} is a {measure.kind} measure, not a screening measure")
+    modalities = measure.rules.modalities
+    window_start = min(_since(m, year) for m in modalities)
     year_end = dt.date(year, 12, 31)
-    claims = [c for c in claims if c.lines]
-    refused = measure.denominator.refuses(age_on(birth_date, year_end), sex, product_line)
+    refused = outside(measure, member, year, window_start)
     if refused:
-        return ScreeningStatus("not_applicable", f"{refused} (as of {year_end})", year_end)
-    excluded = _excluded(measure, claims, year_end)
-    if excluded:
-        return ScreeningStatus("not_applicable", excluded, year_end)
+        return refused
     found: list[tuple[str, int, str, Evidence]] = []  # (service date, counts through, modality, evidence)
-    for modality in measure.rules.modalities:
-        since = dt.date(year - modality.years, 1, 1).isoformat()
-        for claim in claims:
+    for modality in modalities:
+        since = _since(modality, year).isoformat()
+        for claim in member.claims:
             for line in claim.lines:
                 if line.procedure_code in modality and since <= line.service_date <= year_end.isoformat():
                     day = dt.date.fromisoformat(line.service_date)
                     found.append((line.service_date, day.year + modality.years, modality.name,
                                   Evidence("claim", claim.claim_id, day)))
     if not found:
-        return ScreeningStatus("open", f"no screening service within any modality's lookback in {year}", year_end)
+        return YearStatus("open", f"no screening service within any modality's lookback in {year}",
+                          window_start, year_end)
     # The service that keeps the member screened longest; on a tie, the latest one.
     _, through, modality, latest = max(found, key=lambda f: (f[1], f[0]))
-    return ScreeningStatus("closed", f"{modality} on {latest.service_date}", year_end, latest, modality, through)
+    return YearStatus("closed", f"{modality} on {latest.service_date}", window_start, year_end, (latest,),
+                      details={"modality": modality, "counts_through": through})

@@ -1,0 +1,33 @@
+"""What the measures read about one member: coverage, effective claims and fills, and ADT visits."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from streams.caregaps.pdc import Stay
+from streams.claims.ledger import EffectiveClaim, Fill
+from streams.models import EncounterKind
+
+
+@dataclass(frozen=True)
+class Visit:
+    id: str
+    kind: str  # an EncounterKind
+    day: dt.date
+    diagnoses: tuple[str, ...] = ()  # as the ADT messages carried them, principal first
+
+
+@dataclass(frozen=True)
+class Member:
+    birth_date: dt.date | None  # None: no coverage known yet, so no denominator can be decided
+    sex: str | None
+    product_line: str | None
+    claims: list[EffectiveClaim]
+    visits: list[Visit]
+    fills: tuple[Fill, ...] = ()  # effective (reversals applied), by fill date
+
+    def stays(self) -> list[Stay]:
+        """Stays whose admission and discharge are both known (an open stay has no end to count to)."""
+        admitted = {v.id: v.day for v in self.visits if v.kind == EncounterKind.INPATIENT_ADMISSION}
+        return sorted(Stay(admitted[v.id], v.day) for v in self.visits
+                      if v.kind == EncounterKind.INPATIENT_DISCHARGE and v.id in admitted and admitted[v.id] <= v.day)

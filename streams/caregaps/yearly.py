@@ -1,0 +1,32 @@
+"""What every measurement-year measure (screening, control, adherence) answers for a member and a
+year; :mod:`streams.caregaps.member` turns the answer into gap lifecycle facts."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from streams.caregaps import denominator
+from streams.caregaps.facts import Member
+from streams.caregaps.lifecycle import Evidence
+from streams.caregaps.measures import Measure
+
+
+@dataclass(frozen=True)
+class YearStatus:
+    status: str  # not_applicable | open | closed | missed (cannot be met any more this year)
+    reason: str
+    window_start: dt.date  # the earliest date evidence may have
+    due: dt.date  # the end of the measurement year
+    evidence: tuple[Evidence, ...] = ()  # what meets the measure, when it is met
+    # A warning worth sending once: (a key naming its occasion, what to tell).
+    warning: tuple[str, dict[str, str]] | None = None
+    watch: dt.date | None = None  # a later date on which time alone changes the answer
+    details: dict[str, object] = field(default_factory=dict)  # evaluator-specific figures, for reports
+
+
+def outside(measure: Measure, member: Member, year: int, window_start: dt.date) -> YearStatus | None:
+    """The not-applicable answer when the member is outside the denominator or excluded."""
+    year_end = dt.date(year, 12, 31)
+    why = denominator.refusal(measure, member, year_end, year_end) or denominator.exclusion(
+        measure, member, year, year_end)
+    return YearStatus("not_applicable", why, window_start, year_end) if why else None
