@@ -13,7 +13,7 @@ from typing import Any
 import faust
 import mode
 
-from sinks.sql.changes_sink import AttributionChangesSink
+from sinks.sql.batch_sink import SqlBatchSink
 from sinks.sql.store import Store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
@@ -28,7 +28,7 @@ class ThreadService(mode.Service):
     """Runs something that consumes on threads or processes of its own (a sink, a processor) with
     the worker."""
 
-    def __init__(self, runner: AttributionChangesSink | AttributionProcesses, **kwargs: Any):
+    def __init__(self, runner: SqlBatchSink | AttributionProcesses, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
 
@@ -75,12 +75,11 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     dispatcher = Dispatcher(store, settings.webhook_timeout_s, settings.webhook_max_attempts,
                             settings.webhook_backoff_s)
     codec = codec_for(settings.schema_registry_url)
-    changes_sink = AttributionChangesSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec,
-                                          settings.topic_partitions)
+    sql_sink = SqlBatchSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec, settings.topic_partitions)
     attribution = AttributionProcesses(settings, bootstrap)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
                         attribution=attribution,
-                        services=[DispatcherService(dispatcher), ThreadService(changes_sink),
+                        services=[DispatcherService(dispatcher), ThreadService(sql_sink),
                                   ThreadService(attribution)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it
     adt_agents.register(pipeline)

@@ -1,7 +1,7 @@
 """Routing: an alert goes to the organization its member is attributed to at the time of the alert
 (gap alerts arrive addressed by the member processor, which decides attribution and gaps together).
 
-The current attribution is read from SQL, where sinks/sql/changes_sink.py keeps it from the
+The current attribution is read from SQL, where sinks/sql/batch_sink.py keeps it from the
 attribution.changes topic: every worker sees all of it, and the stream of changes (thousands a
 second while claims load) is not consumed a second time here.
 """

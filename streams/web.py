@@ -1,4 +1,5 @@
-"""The worker's HTTP API: metrics, health, attribution explanations, disputes and attribution lists.
+"""The worker's HTTP API: metrics, health, attribution explanations, disputes and attribution lists,
+care gaps and their reports (the DEQM gaps-in-care bundle, worklists, scorecards).
 
 Answers come from SQL (any worker can serve any member); changes a reviewer makes are published
 to the overrides topic and applied by the attribution agent like any other message.
@@ -11,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -21,6 +23,8 @@ from sinks.sql.attribution import DisputeError
 from streams import topics
 from streams.attribution.lists import csv_text, entries, fhir_group
 from streams.caregaps.catalog import catalog, consolidated
+from streams.caregaps.deqm import gaps_bundle
+from streams.caregaps.reports import DISPUTE_ROUTE, scorecard, worklist
 from streams.metrics import exposition
 from streams.pipeline import Pipeline
 
@@ -87,6 +91,40 @@ def register(p: Pipeline) -> None:
             """The member's care gaps in their latest status (``?status=open`` for the open ones)."""
             found = await asyncio.to_thread(p.store.gaps.for_member, member_id, request.query.get("status"))
             return self.json({"member_id": member_id, "gaps": [g.to_record() for g in found]})
+
+    @app.page("/gaps/{member_id}/report")
+    class GapsReport(View):
+        async def get(self, request: Request, member_id: str) -> Response:
+            """The member's gaps in care as a FHIR R4 document Bundle (Da Vinci DEQM shape)."""
+            found = await asyncio.to_thread(p.store.gaps.for_member, member_id)
+            return self.json(gaps_bundle(member_id, found, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+
+    @app.page("/organizations/{organization_id}/worklist")
+    class Worklist(View):
+        async def get(self, request: Request, organization_id: str) -> Response:
+            """The open gaps of the organization's attributed members, soonest due first; ``?npi=`` for
+            one provider's panel."""
+            rows = await asyncio.to_thread(p.store.gaps.of_organization, organization_id, request.query.get("npi"))
+            return self.json({"organization_id": organization_id, "npi": request.query.get("npi"),
+                              "gaps": worklist(rows, dt.datetime.now(dt.UTC).date())})
+
+    @app.page("/providers/{npi}/scorecard")
+    class Scorecard(View):
+        async def get(self, request: Request, npi: str) -> Response:
+            """Each measure's rate for the provider's attributed members, with the median and percentile
+            of the providers of the same specialty; ``?year=`` (default: this year)."""
+            year = request.query.get("year", str(dt.datetime.now(dt.UTC).year))
+            if not year.isdigit():
+                return self.json({"error": f"year must be a number, not {year!r}"}, status=400)
+            directory = await asyncio.to_thread(p.store.directory.all)
+            outcomes = await asyncio.to_thread(p.store.gaps.outcomes, int(year))
+            methods = await asyncio.to_thread(p.store.gaps.methods_of, npi)
+            groups = {n: row.taxonomy or row.role for n, row in directory.items()}
+            me = directory.get(npi)
+            return self.json({
+                "npi": npi, "name": me.name if me else None, "peer_group": groups.get(npi), "year": int(year),
+                "attribution_methods": methods, "dispute_route": DISPUTE_ROUTE,
+                "measures": [asdict(score) for score in scorecard(npi, outcomes, groups)]})
 
     @app.page("/catalog")
     class Catalog(View):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from standardwebhooks.webhooks import Webhook
 
 from sinks.webhooks.signing import new_secret
@@ -158,3 +159,27 @@ def test_a_screening_gap_opened_with_the_coverage_reaches_the_attributed_organiz
     [first] = wait_for(announced, 60, message="COL-E gap webhook")
     assert first["organization_id"] == ORG and first["gap"]["status"] == "open"
     assert first["gap"]["gap_id"] == f"COL-E|{TODAY.year}" and first["gap"]["due"] == f"{TODAY.year}-12-31"
+
+
+def test_reports_list_the_gaps_of_the_organizations_members(stack):
+    # After the screening test: the COL-E gap of SCREENED is open and in SQL.
+    port = stack["worker"].web_port
+
+    def listed():
+        gaps = call(port, f"/organizations/{ORG}/worklist")[1]["gaps"]
+        return [g for g in gaps if (g["member_id"], g["measure_id"]) == (SCREENED, "COL-E")]
+
+    [entry] = wait_for(listed, 60, message="COL-E gap on the organization's worklist")
+    assert entry["npi"] == PCP and entry["due"] == f"{TODAY.year}-12-31"
+    assert call(port, "/organizations/ORG-NOBODY/worklist")[1]["gaps"] == []
+
+    status, bundle = call(port, f"/gaps/{SCREENED}/report")
+    Bundle.model_validate(bundle)
+    assert status == 200 and bundle["entry"][0]["resource"]["section"]
+
+    card = wait_for(lambda: (c := call(port, f"/providers/{PCP}/scorecard")[1])["name"] and c, 60,
+                    message="the directory in SQL")
+    col = next(m for m in card["measures"] if m["measure_id"] == "COL-E")
+    assert (card["name"], card["peer_group"], card["year"]) == ("Dr. Gaps", "PRIMARY_CARE_PHYSICIAN", TODAY.year)
+    assert col["counted"] >= 1 and card["attribution_methods"] and "POST /disputes" in card["dispute_route"]
+    assert call(port, f"/providers/{PCP}/scorecard?year=last")[0] == 400

@@ -139,3 +139,26 @@ def test_a_gap_keeps_its_latest_revision_whatever_order_alerts_arrive_in(store):
     assert store.gaps.for_member("M1", status="open") == []
     store.gaps.record("M1", info("open", 3))  # re-opened by a void
     assert [g.revision for g in store.gaps.for_member("M1", status="open")] == [3]
+
+
+def test_reports_count_the_gaps_of_members_attributed_now_and_the_directory_keeps_the_latest(store):
+    from streams.models import GapInfo, Provider
+
+    def info(measure, trigger, status, due):
+        return GapInfo(gap_id=f"{measure}|{trigger}", measure_id=measure, measure_title="t", trigger_id=trigger,
+                       status=status, window_start="2026-01-01", due=due, revision=1)
+
+    store.attribution.record_many([change("M1", "ORG-A", 1, "2025-01-01", "1000000001"),
+                                   change("M2", "ORG-B", 2, "2025-01-01", "1000000002")])
+    store.gaps.record("M1", info("COL-E", "2026", "open", "2026-12-31"))
+    store.gaps.record("M1", info("FMC", "V1", "closed", "2026-03-08"))
+    store.gaps.record("M2", info("COL-E", "2026", "open", "2026-12-31"))
+    store.gaps.record("M2", info("COL-E", "2025", "missed", "2025-12-31"))
+    assert [(m, g.gap_id) for m, _, g in store.gaps.of_organization("ORG-A")] == [("M1", "COL-E|2026")]
+    assert sorted(store.gaps.outcomes(2026)) == [("1000000001", "COL-E", "open"), ("1000000001", "FMC", "closed"),
+                                                 ("1000000002", "COL-E", "open")]  # not last year's
+    store.directory.record_many([Provider(npi="1000000001", name="Old", role="PRIMARY_CARE_PHYSICIAN"),
+                                 Provider(npi="1000000001", name="New", role="SPECIALIST", taxonomy="207RC0000X")])
+    store.directory.record_many([Provider(npi="1000000001", name="New", role="SPECIALIST", taxonomy="207RC0000X")])
+    row = store.directory.all()["1000000001"]
+    assert (row.name, row.role, row.taxonomy) == ("New", "SPECIALIST", "207RC0000X")

@@ -143,3 +143,14 @@ class CareGap(Base):
     due: Mapped[str] = mapped_column(String(10))
     revision: Mapped[int] = mapped_column(Integer)
     info: Mapped[str] = mapped_column(Text)  # the GapInfo record as JSON
+
+
+class ProviderRow(Base):
+    """The provider directory as the providers topic last described each NPI: names and peer groups
+    for reports."""
+    __tablename__ = "providers"
+    npi: Mapped[str] = mapped_column(String(10), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(32))
+    taxonomy: Mapped[str | None] = mapped_column(String(16))
+    organization_id: Mapped[str | None] = mapped_column(String(128))

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from sinks.sql.attribution import AttributionStore
+from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
 from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt, Subscription
 from streams.models import Alert
@@ -72,6 +73,7 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self.attribution = AttributionStore(self._session)
         self.gaps = GapStore(self._session, self._insert())
+        self.directory = DirectoryStore(self._session, self._insert())
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

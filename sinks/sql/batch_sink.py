@@ -1,14 +1,18 @@
-"""Attribution changes → SQL, in batches.
+"""Topics → SQL, in batches: attribution changes (current answer and history) and the provider
+directory (for reports).
 
 A consumer of its own (not a Faust agent): it commits offsets only after a batch is written, so
-the history is at-least-once, and the idempotent writes make a replayed batch harmless. Batching
-is why it exists: one transaction per few hundred changes instead of one per change, and none of
+the tables are at-least-once, and the idempotent writes make a replayed batch harmless. Batching
+is why it exists: one transaction per few hundred messages instead of one per message, and none of
 that work on the worker's event loop.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -18,27 +22,40 @@ from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, producer_config
 from streams.metrics import MESSAGES_IN
-from streams.models import AttributionChange
+from streams.models import AttributionChange, Provider
 from streams.serialization.codec import AvroCodec
 
 log = logging.getLogger(__name__)
 
 
-class AttributionChangesSink:
+@dataclass(frozen=True)
+class Feed:
+    topic: str
+    record: type
+    write_many: Callable[[list[Any]], None]  # idempotent, in order, one transaction
+
+
+def feeds(store: Store) -> list[Feed]:
+    return [Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, store.attribution.record_many),
+            Feed(topics.PROVIDERS, Provider, store.directory.record_many)]
+
+
+class SqlBatchSink:
     def __init__(self, bootstrap: str, group_id: str, store: Store, codec: AvroCodec, partitions: int,
                  batch_size: int = 500):
         self._bootstrap, self._partitions = bootstrap, partitions
         self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
         self._producer = Producer(producer_config(bootstrap))
-        self._store, self._codec, self._batch = store, codec, batch_size
+        self._feeds = {f.topic: f for f in feeds(store)}
+        self._codec, self._batch = codec, batch_size
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sql-attribution-sink", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sql-batch-sink", daemon=True)
 
     def start(self) -> None:
         # Subscribing to a topic that does not exist yet would wait for librdkafka's next metadata
         # refresh (minutes); the worker may not have created it yet.
-        ensure_topics(self._bootstrap, [topics.ATTRIBUTION_CHANGES], self._partitions)
-        self._consumer.subscribe([topics.ATTRIBUTION_CHANGES])
+        ensure_topics(self._bootstrap, list(self._feeds), self._partitions)
+        self._consumer.subscribe(list(self._feeds))
         self._thread.start()
 
     def stop(self) -> None:
@@ -52,18 +69,21 @@ class AttributionChangesSink:
             messages = [m for m in self._consumer.consume(self._batch, timeout=0.5) if not m.error()]
             if not messages:
                 continue
-            changes = []
+            batches: dict[str, list[Any]] = {topic: [] for topic in self._feeds}
             for message in messages:
-                MESSAGES_IN.labels(topic=topics.ATTRIBUTION_CHANGES + ":sql").inc()
+                feed = self._feeds[message.topic()]
+                MESSAGES_IN.labels(topic=feed.topic + ":sql").inc()
                 try:
-                    changes.append(self._codec.decode(message.value(), AttributionChange))
+                    batches[feed.topic].append(self._codec.decode(message.value(), feed.record))
                 except BadInput as exc:
-                    record = dead_letter(topics.ATTRIBUTION_CHANGES, exc.reason, exc.detail, message.value())
-                    self._producer.produce(topics.DLQ, self._codec.encode(record))
+                    if feed.topic != topics.PROVIDERS:  # providers: dead-lettered by the attribution flow
+                        record = dead_letter(feed.topic, exc.reason, exc.detail, message.value())
+                        self._producer.produce(topics.DLQ, self._codec.encode(record))
             try:
-                self._store.attribution.record_many(changes)
+                for topic, records in batches.items():
+                    self._feeds[topic].write_many(records)
             except Exception as exc:  # the database is down: retry the same batch, never skip it
-                log.error("could not store %d attribution changes, retrying: %s", len(changes), where(exc))
+                log.error("could not store a batch of %d messages, retrying: %s", len(messages), where(exc))
                 first: dict[tuple[str, int], int] = {}
                 for message in messages:
                     first.setdefault((message.topic(), message.partition()), message.offset())
