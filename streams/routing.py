@@ -27,6 +27,7 @@ def register(p: Pipeline) -> None:
             # The member's open gaps as of now; the follow-up gap this visit opens follows as its own
             # gap.opened alert, which names this alert (the gaps are decided where the claims are).
             alert.open_gaps = p.store.gaps.for_member(alert.member_id, status="open")
+            alert.cohorts = p.store.cohorts.of(alert.member_id)
         if alert.member_id and not alert.organization_id:  # gap alerts come addressed already
             current = p.store.attribution.current(alert.member_id)
             alert.organization_id = current.organization_id if current else None

@@ -13,6 +13,7 @@ ELIGIBILITY = "eligibility"
 PROVIDERS = "providers"
 ATTRIBUTION_OVERRIDES = "attribution.overrides"
 ATTRIBUTION_CHANGES = "attribution.changes"
+COHORTS = "cohorts"
 VISIT_EXPIRY = "visits.expiry"
 DLQ = "dlq"
 

@@ -88,9 +88,11 @@ def register(p: Pipeline) -> None:
     @app.page("/gaps/{member_id}")
     class Gaps(View):
         async def get(self, request: Request, member_id: str) -> Response:
-            """The member's care gaps in their latest status (``?status=open`` for the open ones)."""
+            """The member's care gaps in their latest status (``?status=open`` for the open ones), and
+            the cohorts the member is in."""
             found = await asyncio.to_thread(p.store.gaps.for_member, member_id, request.query.get("status"))
-            return self.json({"member_id": member_id, "gaps": [g.to_record() for g in found]})
+            cohorts = await asyncio.to_thread(p.store.cohorts.of, member_id)
+            return self.json({"member_id": member_id, "cohorts": cohorts, "gaps": [g.to_record() for g in found]})
 
     @app.page("/gaps/{member_id}/report")
     class GapsReport(View):

@@ -99,6 +99,9 @@ def test_an_ed_visit_opens_the_follow_up_gap_naming_the_alert_it_follows(stack):
     [ed_alert] = webhooks(receiver, "adt.ed_visit")
     [gap] = fmc(receiver, "gap.opened")
     assert gap["gap_id"] == "FMC|STMARYS|V-1" and gap["status"] == "open"
+    # Heart failure and COPD in 24 months: the agreed high-risk rule, named with its version.
+    [opened] = [d for d in webhooks(receiver, "gap.opened") if d["gap"]["measure_id"] == "FMC"]
+    assert opened["cohorts"] == ["high_risk@2026.1"]
     assert gap["detail"]["ed_alert_id"] == ed_alert["alert_id"]
     assert gap["due"] == (dt.date.fromisoformat(gap["window_start"]) + dt.timedelta(days=7)).isoformat()
     status, body = _gaps(stack, "open")
@@ -124,12 +127,14 @@ def test_a_follow_up_claim_closes_it_and_a_void_of_that_claim_reopens_it(stack):
 def test_the_next_ed_alert_carries_the_members_open_gaps(stack):
     receiver = stack["receiver"]
     wait_for(lambda: _gaps(stack, "open")[1]["gaps"], 60, message="an open gap stored")
+    wait_for(lambda: _gaps(stack, "open")[1]["cohorts"], 60, message="the member's cohorts stored")
     ed_visit(stack, "V-2")
     wait_for(lambda: [a for a in webhooks(receiver, "adt.ed_visit") if a["visit_number"] == "V-2"], 60,
              message="second ED alert")
     [second] = [a for a in webhooks(receiver, "adt.ed_visit") if a["visit_number"] == "V-2"]
     assert {g["gap_id"] for g in second["open_gaps"]} >= {"FMC|STMARYS|V-1"}
     assert all(g["status"] == "open" for g in second["open_gaps"])
+    assert second["cohorts"] == ["high_risk@2026.1"]
 
 
 def _gaps(stack, status):

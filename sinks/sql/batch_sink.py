@@ -1,5 +1,5 @@
-"""Topics → SQL, in batches: attribution changes (current answer and history) and the provider
-directory (for reports).
+"""Topics → SQL, in batches: attribution changes (current answer and history), the provider
+directory (for reports) and member cohorts (for alerts).
 
 A consumer of its own (not a Faust agent): it commits offsets only after a batch is written, so
 the tables are at-least-once, and the idempotent writes make a replayed batch harmless. Batching
@@ -22,7 +22,7 @@ from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, producer_config
 from streams.metrics import MESSAGES_IN
-from streams.models import AttributionChange, Provider
+from streams.models import AttributionChange, CohortMembership, Provider
 from streams.serialization.codec import AvroCodec
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ class Feed:
 
 def feeds(store: Store) -> list[Feed]:
     return [Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, store.attribution.record_many),
-            Feed(topics.PROVIDERS, Provider, store.directory.record_many)]
+            Feed(topics.PROVIDERS, Provider, store.directory.record_many),
+            Feed(topics.COHORTS, CohortMembership, store.cohorts.record_many)]
 
 
 class SqlBatchSink:

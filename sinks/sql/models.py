@@ -154,3 +154,12 @@ class ProviderRow(Base):
     role: Mapped[str] = mapped_column(String(32))
     taxonomy: Mapped[str | None] = mapped_column(String(16))
     organization_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class MemberCohorts(Base):
+    """The cohorts each member is in, as the member processor last published them."""
+    __tablename__ = "member_cohorts"
+    member_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cohorts: Mapped[str] = mapped_column(Text)  # JSON list of id@version
+    as_of: Mapped[str] = mapped_column(String(10))
+    changed_at_ms: Mapped[int] = mapped_column(BigInteger)

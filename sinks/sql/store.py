@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from sinks.sql.attribution import AttributionStore
+from sinks.sql.cohorts import CohortStore
 from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
 from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt, Subscription
@@ -74,6 +75,7 @@ class Store:
         self.attribution = AttributionStore(self._session)
         self.gaps = GapStore(self._session, self._insert())
         self.directory = DirectoryStore(self._session, self._insert())
+        self.cohorts = CohortStore(self._session, self._insert())
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

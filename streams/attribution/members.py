@@ -18,6 +18,7 @@ import orjson
 
 from streams.attribution.engine import Decision, evaluate
 from streams.attribution.methods import counted
+from streams.caregaps.cohorts import member_cohorts
 from streams.caregaps.lifecycle import Gap, GapEvent
 from streams.caregaps.member import (
     VISIT_KINDS,
@@ -45,6 +46,7 @@ from streams.models import (
     AttributionOverride,
     EligibilitySpan,
     Encounter,
+    EncounterKind,
     MedicalClaim,
     PharmacyClaim,
 )
@@ -61,6 +63,7 @@ class MemberState:
     gaps: dict[str, Gap] = field(default_factory=dict)  # by gap id
     visits: list[Visit] = field(default_factory=list)
     gaps_wakeup: str | None = None  # when time alone changes a gap (a warning, a deadline, a new year)
+    cohorts: list[str] = field(default_factory=list)  # labels (id@version) of the cohorts the member is in
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class MemberState:
             "gaps": {key: gap_to_dict(gap) for key, gap in self.gaps.items()},
             "visits": [[v.id, v.kind, v.day.isoformat(), list(v.diagnoses)] for v in self.visits],
             "gaps_wakeup": self.gaps_wakeup,
+            "cohorts": self.cohorts,
         }
 
     @property
@@ -95,6 +99,7 @@ class MemberState:
             visits=[Visit(v[0], v[1], dt.date.fromisoformat(v[2]), tuple(v[3] if len(v) > 3 else ()))
                     for v in data.get("visits", [])],
             gaps_wakeup=data.get("gaps_wakeup"),
+            cohorts=list(data.get("cohorts", [])),
         )
 
 
@@ -105,6 +110,7 @@ class Affects(NamedTuple):
     """What a message may have changed, so only that is worked out again."""
     attribution: bool
     gaps: bool
+    cohorts: bool = False
 
 
 def check(message: Message, today: dt.date) -> dt.date | None:
@@ -131,11 +137,12 @@ def apply(state: MemberState, message: Message) -> Affects:
     little: a pharmacy fill no attribution, a lab claim neither attribution nor gaps."""
     if isinstance(message, MedicalClaim):
         if not add_medical(state.ledger, message):
-            return Affects(True, True)  # a correction or a re-sent claim: which version counts may have changed
+            return Affects(True, True, True)  # a correction or a re-sent claim: which version counts may have changed
         procedures = [line.procedure_code for line in message.lines]
         visited = bool(state.visits)
         return Affects(any(map(counted, procedures)),
-                       any(read_by_measures(code, visited) for code in [*procedures, *message.diagnosis_codes]))
+                       any(read_by_measures(code, visited) for code in [*procedures, *message.diagnosis_codes]),
+                       True)
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
         known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels
@@ -147,7 +154,7 @@ def apply(state: MemberState, message: Message) -> Affects:
             return Affects(False, False)  # a redelivery
         # The same visit again with its diagnoses now known replaces what was kept of it.
         state.visits = [v for v in state.visits if (v.id, v.kind) != (visit.id, visit.kind)] + [visit]
-        return Affects(False, True)
+        return Affects(False, True, visit.kind == EncounterKind.ED_VISIT)
     if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)
         return Affects(True, True)
@@ -206,14 +213,24 @@ class ReviewQueue:
         return len(self._heap)
 
 
-def keep_gaps(state: MemberState, as_of: dt.date) -> list[GapEvent]:
-    """Bring the member's care gaps up to date; return the transitions to publish."""
+def _facts(state: MemberState, as_of: dt.date) -> GapFacts:
     span = covering(state.ledger, as_of.isoformat())
     birth = validation.parse_date(span.birth_date, "birth date") if span and span.birth_date else None
     state.visits = forget_old_visits(state.visits, as_of)
-    facts = GapFacts(birth, span.sex if span else None, span.product_line if span else None,
-                     effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)))
-    state.gaps, events = update_gaps(state.gaps, facts, as_of)
+    return GapFacts(birth, span.sex if span else None, span.product_line if span else None,
+                    effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)))
+
+
+def keep_cohorts(state: MemberState, as_of: dt.date) -> bool:
+    """Bring the member's cohorts up to date; say whether they changed."""
+    found = member_cohorts(_facts(state, as_of), as_of)
+    changed, state.cohorts = found != state.cohorts, found
+    return changed
+
+
+def keep_gaps(state: MemberState, as_of: dt.date) -> list[GapEvent]:
+    """Bring the member's care gaps up to date; return the transitions to publish."""
+    state.gaps, events = update_gaps(state.gaps, _facts(state, as_of), as_of)
     wake = gaps_wakeup(state.gaps, as_of)
     state.gaps_wakeup = wake.isoformat() if wake else None
     return events

@@ -19,7 +19,7 @@ from confluent_kafka import Message
 from streams import topics
 from streams.attribution.clock import Clock
 from streams.attribution.engine import evaluate
-from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide, keep_gaps
+from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide, keep_cohorts, keep_gaps
 from streams.caregaps.alerts import gap_alert
 from streams.child import ChildProcess
 from streams.claims.ledger import latest_date
@@ -27,7 +27,15 @@ from streams.claims.validation import check_provider
 from streams.config import Settings
 from streams.deadletters import BadInput, where
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD, GAP_EVENTS
-from streams.models import AttributionOverride, EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider
+from streams.models import (
+    AttributionOverride,
+    CohortMembership,
+    EligibilitySpan,
+    Encounter,
+    MedicalClaim,
+    PharmacyClaim,
+    Provider,
+)
 from streams.processor import Output, StatefulProcessor
 from streams.serialization.codec import AvroCodec, codec_for
 from streams.state.global_table import GlobalTable
@@ -97,6 +105,8 @@ class AttributionHandler:
             affects = apply(member, content)
             if affects.attribution:
                 self._decide(member_id, member, state.number, out)
+            if affects.cohorts:  # before the gaps: their alerts carry the cohorts
+                self._keep_cohorts(member_id, member, out)
             if affects.gaps:
                 self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms())
         finally:
@@ -144,6 +154,7 @@ class AttributionHandler:
             return  # a stale hint: the member changed since it was queued
         if decide_now:
             self._decide(member_id, member, partition, out)
+        self._keep_cohorts(member_id, member, out)  # lookbacks slide with time too
         if gaps_now:
             self._keep_gaps(member_id, member, out, _now_ms())
         self._store(state, member_id, member, queued)
@@ -159,11 +170,18 @@ class AttributionHandler:
             out.send(topics.ATTRIBUTION_CHANGES, member_id.encode(), self.codec.encode(change))
             ATTRIBUTION_CHANGES.labels(rule=change.rule).inc()
 
+    def _keep_cohorts(self, member_id: str, member: MemberState, out: Output) -> None:
+        today = self.clock.today()
+        if keep_cohorts(member, today):
+            change = CohortMembership(member_id=member_id, cohorts=list(member.cohorts), as_of=today.isoformat(),
+                                      changed_at_ms=_now_ms())
+            out.send(topics.COHORTS, member_id.encode(), self.codec.encode(change))
+
     def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int) -> None:
         for event in keep_gaps(member, self.clock.today()):
             # The processor holds the attribution it just decided; the SQL copy routing would read
             # can lag it by a sink batch, and the gap alert would then reach nobody.
-            alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms())
+            alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms(), member.cohorts)
             out.send(topics.GAP_ALERTS, member_id.encode(), self.codec.encode(alert))
             GAP_EVENTS.labels(measure=event.gap.measure_id, kind=event.kind).inc()
 

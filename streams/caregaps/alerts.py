@@ -26,7 +26,7 @@ def gap_info(gap: Gap, detail: dict[str, str] | None = None) -> GapInfo:
 
 
 def gap_alert(member_id: str, organization_id: str | None, event: GapEvent, received_at_ms: int,
-              now_ms: int) -> Alert:
+              now_ms: int, cohorts: list[str] | None = None) -> Alert:
     """The alert for one transition, addressed to the organization the member is attributed to as
     the gap changed. Its id is stable: replaying the same transition (the same gap at the same
     revision) gives the same id, so a redelivery is recognised as one."""
@@ -36,4 +36,5 @@ def gap_alert(member_id: str, organization_id: str | None, event: GapEvent, rece
         alert_id=str(uuid.uuid5(_NAMESPACE, key)),
         alert_type=event.kind, member_id=member_id, organization_id=organization_id, facility="", event_type="",
         occurred_at=(gap.evidence[-1].service_date if gap.evidence else gap.window_start).isoformat(),
-        received_at_ms=received_at_ms, created_at_ms=now_ms, gap=gap_info(gap, event.detail))
+        received_at_ms=received_at_ms, created_at_ms=now_ms, gap=gap_info(gap, event.detail),
+        cohorts=list(cohorts or []))

@@ -2,13 +2,13 @@
 from streams.models.adt import AdtEvent, Diagnosis, Patient, PatientIdentifier, visit_key
 from streams.models.alert import Alert
 from streams.models.attribution import AttributionChange, AttributionOverride
-from streams.models.caregaps import Encounter, EncounterKind, GapInfo
+from streams.models.caregaps import CohortMembership, Encounter, EncounterKind, GapInfo
 from streams.models.claims import ClaimLine, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.models.deadletter import DeadLetter
 from streams.models.record import Record
 
 __all__ = [
-    "AdtEvent", "Alert", "AttributionChange", "AttributionOverride", "ClaimLine", "DeadLetter", "Diagnosis",
-    "EligibilitySpan", "Encounter", "EncounterKind", "GapInfo", "MedicalClaim", "Patient", "PatientIdentifier",
-    "PharmacyClaim", "Provider", "Record", "visit_key",
+    "AdtEvent", "Alert", "AttributionChange", "AttributionOverride", "ClaimLine", "CohortMembership", "DeadLetter",
+    "Diagnosis", "EligibilitySpan", "Encounter", "EncounterKind", "GapInfo", "MedicalClaim", "Patient",
+    "PatientIdentifier", "PharmacyClaim", "Provider", "Record", "visit_key",
 ]

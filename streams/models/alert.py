@@ -28,3 +28,4 @@ class Alert(Record):
     message_control_ids: list[str] = field(default_factory=list)
     gap: GapInfo | None = None
     open_gaps: list[GapInfo] = field(default_factory=list)
+    cohorts: list[str] = field(default_factory=list)

@@ -39,3 +39,12 @@ class GapInfo(Record):
     closed_late: bool = False
     revision: int = 0
     detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CohortMembership(Record):
+    schema = "cohort_membership"
+    member_id: str
+    cohorts: list[str]  # id@version of each cohort the member is in
+    as_of: str
+    changed_at_ms: int

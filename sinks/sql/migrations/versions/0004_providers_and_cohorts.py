@@ -1,4 +1,5 @@
-"""providers: the directory, for reports (names, and specialty as the peer group of scorecards)
+"""providers: the directory, for reports (names, and specialty as the peer group of scorecards);
+member_cohorts: the cohorts each member is in, for alerts
 
 Revision ID: 0004
 Revises: 0003
@@ -21,7 +22,15 @@ def upgrade() -> None:
         sa.Column("taxonomy", sa.String(16)),
         sa.Column("organization_id", sa.String(128)),
     )
+    op.create_table(
+        "member_cohorts",
+        sa.Column("member_id", sa.String(128), primary_key=True),
+        sa.Column("cohorts", sa.Text, nullable=False),
+        sa.Column("as_of", sa.String(10), nullable=False),
+        sa.Column("changed_at_ms", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("member_cohorts")
     op.drop_table("providers")
