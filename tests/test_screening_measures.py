@@ -117,3 +117,19 @@ def test_eye_exams_count_by_result_and_year(day, code, closed):
 def test_eye_exams_are_for_members_with_diabetes():
     found = status(EED, 2026, Member(BORN, "M", "MEDICAID", DIABETES[:1], []))
     assert found.status == "not_applicable" and "1 of 2" in found.reason
+
+
+@pytest.mark.parametrize("coverage, today, enrolled", [
+    (((dt.date(2020, 1, 1), None),), dt.date(2026, 12, 31), True),
+    (((dt.date(2020, 1, 1), dt.date(2026, 3, 1)), (dt.date(2026, 4, 16), None)), dt.date(2026, 12, 31), True),  # 45
+    (((dt.date(2020, 1, 1), dt.date(2026, 3, 1)), (dt.date(2026, 4, 17), None)), dt.date(2026, 12, 31), False),  # 46
+    (((dt.date(2020, 1, 1), dt.date(2026, 3, 1)), (dt.date(2026, 3, 12), dt.date(2026, 8, 1)),
+      (dt.date(2026, 8, 12), None)), dt.date(2026, 12, 31), False),  # two gaps of 10 days
+    (((dt.date(2026, 2, 1), None),), dt.date(2026, 6, 1), True),  # joined February: one gap of 31 days
+    (((dt.date(2020, 1, 1), dt.date(2026, 9, 30)),), dt.date(2026, 11, 10), True),  # lapsed 41 days ago, so far
+    (((dt.date(2020, 1, 1), dt.date(2026, 9, 30)),), dt.date(2026, 12, 31), False),  # 92 days by year end
+])
+def test_screening_needs_continuous_enrollment_with_one_gap_of_up_to_45_days(coverage, today, enrolled):
+    facts = Member(BORN, "F", "MEDICARE_ADVANTAGE", [], [], (), coverage)
+    found = status(COL, 2026, facts, today)
+    assert (found.status != "not_applicable") is enrolled, found.reason

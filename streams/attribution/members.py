@@ -40,6 +40,7 @@ from streams.claims.ledger import (
     covering,
     effective_claims,
     effective_fills,
+    spans,
 )
 from streams.models import (
     AttributionChange,
@@ -217,8 +218,11 @@ def _facts(state: MemberState, as_of: dt.date) -> GapFacts:
     span = covering(state.ledger, as_of.isoformat())
     birth = validation.parse_date(span.birth_date, "birth date") if span and span.birth_date else None
     state.visits = forget_old_visits(state.visits, as_of)
+    coverage = tuple((dt.date.fromisoformat(s.coverage_start[:10]),
+                      dt.date.fromisoformat(s.coverage_end[:10]) if s.coverage_end else None)
+                     for s in spans(state.ledger))
     return GapFacts(birth, span.sex if span else None, span.product_line if span else None,
-                    effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)))
+                    effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)), coverage)
 
 
 def keep_cohorts(state: MemberState, as_of: dt.date) -> bool:

@@ -29,7 +29,7 @@ def status(measure: Measure, year: int, member: Member, today: dt.date) -> YearS
     if not isinstance(rules, Adherence):
         raise TypeError(f"{measure.id} is a {measure.kind} measure, not an adherence measure")
     start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
-    refused = outside(measure, member, year, start)
+    refused = outside(measure, member, year, start, today)
     if refused:
         return refused
     fills = [f for f in member.fills if f.ndc11 in rules.drugs and f.fill_date[:4] == str(year)

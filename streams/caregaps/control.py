@@ -22,7 +22,7 @@ def status(measure: Measure, year: int, member: Member, today: dt.date | None = 
     if not isinstance(rules, Control):
         raise TypeError(f"{measure.id} is a {measure.kind} measure, not a control measure")
     start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
-    refused = outside(measure, member, year, start)
+    refused = outside(measure, member, year, start, today)
     if refused:
         return refused
     # day -> component -> [(in control, evidence)]

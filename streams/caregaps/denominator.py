@@ -46,6 +46,29 @@ def conditions(measure: Measure, member: Member, reference_day: dt.date) -> tupl
                    f"({', '.join(sorted(found)) or 'none'}) from {since} to {until}")
 
 
+def enrollment_gap(measure: Measure, member: Member, year: int, through: dt.date) -> str | None:
+    """Why the member's coverage from January 1 to ``through`` is not continuous enough, if so:
+    more than one gap, or one longer than the measure allows."""
+    allowed = measure.denominator.enrollment_gap_days
+    if allowed is None or not member.coverage:  # facts built without spans (the processor always has them)
+        return None
+    day, gaps = dt.date(year, 1, 1), []
+    for start, end in sorted(member.coverage):
+        if start > day:
+            gaps.append((start - day).days)
+        if end is None or end >= through:
+            day = through + dt.timedelta(days=1)
+            break
+        day = max(day, end + dt.timedelta(days=1))
+    if day <= through:
+        gaps.append((through - day).days + 1)
+    gaps = [g for g in gaps if g > 0]
+    if len(gaps) > 1 or any(g > allowed for g in gaps):
+        return (f"coverage gaps of {', '.join(map(str, gaps))} days in {year}: at most one gap of up to "
+                f"{allowed} days is allowed")
+    return None
+
+
 def exclusion(measure: Measure, member: Member, year: int, until: dt.date) -> str | None:
     """Why the member is excluded: a diagnosis or procedure of a ``history_of`` set at any time up to
     ``until``, or a fill of a ``fill_of`` drug in the measurement year."""

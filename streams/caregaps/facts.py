@@ -25,6 +25,7 @@ class Member:
     claims: list[EffectiveClaim]
     visits: list[Visit]
     fills: tuple[Fill, ...] = ()  # effective (reversals applied), by fill date
+    coverage: tuple[tuple[dt.date, dt.date | None], ...] = ()  # spans (first day, last day or open)
 
     def stays(self) -> list[Stay]:
         """Stays whose admission and discharge are both known (an open stay has no end to count to)."""

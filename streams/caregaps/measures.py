@@ -50,6 +50,9 @@ class Denominator:
     conditions_lookback: str | None
     conditions_count: str = "groups"  # distinct condition groups, or distinct dates of service
     conditions_or_fills: tuple[CodeSet, ...] = ()  # a fill of any of these drugs also qualifies
+    # Continuous enrollment in the measurement year: at most one gap in coverage, of at most this
+    # many days (HEDIS: 45). None: coverage on the day of evaluation is enough.
+    enrollment_gap_days: int | None = None
 
     def refuses(self, age: int, sex: str | None, product_line: str | None) -> str | None:
         """Why a member of this age, sex and product line is outside the denominator, if so."""
@@ -165,7 +168,8 @@ def _denominator(den: dict[str, Any], where: str) -> Denominator:
         conditions_lookback=_one_of(den["conditions_lookback"], tuple(LOOKBACKS), "conditions_lookback", where)
         if conditions else None,
         conditions_count=_one_of(den.get("conditions_count", "groups"), CONDITION_COUNTS, "conditions_count", where),
-        conditions_or_fills=tuple(_codeset(name, where) for name in den.get("conditions_or_fills_of", ())))
+        conditions_or_fills=tuple(_codeset(name, where) for name in den.get("conditions_or_fills_of", ())),
+        enrollment_gap_days=den.get("continuous_enrollment_max_gap_days"))
 
 
 def _exclusion(raw: dict[str, Any], where: str) -> Exclusion:

@@ -25,7 +25,7 @@ def status(measure: Measure, year: int, member: Member, today: dt.date | None = 
     modalities = measure.rules.modalities
     window_start = min(_since(m, year) for m in modalities)
     year_end = dt.date(year, 12, 31)
-    refused = outside(measure, member, year, window_start)
+    refused = outside(measure, member, year, window_start, today)
     if refused:
         return refused
     found: list[tuple[str, int, str, Evidence]] = []  # (service date, counts through, modality, evidence)

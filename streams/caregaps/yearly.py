@@ -24,9 +24,13 @@ class YearStatus:
     details: dict[str, object] = field(default_factory=dict)  # evaluator-specific figures, for reports
 
 
-def outside(measure: Measure, member: Member, year: int, window_start: dt.date) -> YearStatus | None:
-    """The not-applicable answer when the member is outside the denominator or excluded."""
+def outside(measure: Measure, member: Member, year: int, window_start: dt.date,
+            today: dt.date | None = None) -> YearStatus | None:
+    """The not-applicable answer when the member is outside the denominator or excluded. Enrollment
+    is judged from January 1 to ``today`` (to December 31 once the year is over)."""
     year_end = dt.date(year, 12, 31)
-    why = denominator.refusal(measure, member, year_end, year_end) or denominator.exclusion(
-        measure, member, year, year_end)
+    through = min(today or year_end, year_end)
+    why = (denominator.refusal(measure, member, year_end, year_end)
+           or denominator.enrollment_gap(measure, member, year, through)
+           or denominator.exclusion(measure, member, year, year_end))
     return YearStatus("not_applicable", why, window_start, year_end) if why else None
