@@ -1,12 +1,35 @@
-"""Named code sets from ``streams/rules/codesets/``: the codes a rule counts, with their source."""
+"""Named code sets from ``streams/rules/codesets/``: the codes a rule counts, with their source;
+and the loading of every other rules folder (methods, measures, cohorts), one file per rule."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 RULES = Path(__file__).with_name("rules")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasId)
+
+
+def rule_files(folder: str, parse: Callable[[str, str], T], error: type[ValueError]) -> dict[str, T]:
+    """Every ``*.toml`` of a rules folder, parsed (text, file name), by id; a second file with an id
+    already defined is refused, since only one of them could be in force."""
+    found: dict[str, T] = {}
+    for path in sorted((RULES / folder).glob("*.toml")):
+        rule = parse(path.read_text(), path.name)
+        if rule.id in found:
+            raise error(f"{path.name}: id {rule.id} is already defined by another file")
+        found[rule.id] = rule
+    return found
 
 
 @dataclass(frozen=True)

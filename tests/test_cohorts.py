@@ -7,7 +7,7 @@ import pytest
 from streams.caregaps.cohorts import CohortError, cohorts, member_cohorts, parse_cohort
 from streams.caregaps.facts import Member, Visit
 from streams.claims.ledger import EffectiveClaim, Line
-from streams.codesets import RULES
+from streams.codesets import RULES, rule_files
 
 D = dt.date
 TODAY = D(2026, 6, 15)
@@ -58,3 +58,11 @@ def test_a_cohort_without_both_sign_offs_or_with_an_unknown_rule_is_refused():
         parse_cohort(text.replace('rule = "ed_visits"', 'rule = "er_visits"'), "high_risk.toml")
     with pytest.raises(CohortError, match="no code set"):
         parse_cohort(text.replace('"fmc_chronic_conditions"', '"nope"'), "high_risk.toml")
+
+
+def test_two_rule_files_with_one_id_are_refused(tmp_path):
+    text = (RULES / "cohorts" / "high_risk.toml").read_text()
+    (tmp_path / "a.toml").write_text(text)
+    (tmp_path / "b.toml").write_text(text.replace('version = "2026.1"', 'version = "2026.2"'))
+    with pytest.raises(CohortError, match="b.toml: id high_risk is already defined"):
+        rule_files(str(tmp_path), parse_cohort, CohortError)  # an absolute folder stands for a rules folder

@@ -5,7 +5,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache, cached_property
 
-from streams.codesets import RULES, CodeSet, codeset, in_any
+from streams.codesets import RULES, CodeSet, codeset, in_any, rule_files
 
 RULE_NAMES = ("member_selected_pcp", "plurality")
 MEASURES = ("visits", "allowed_amount")
@@ -69,11 +69,7 @@ def parse_method(text: str, where: str = "method") -> Method:
 
 @cache
 def methods() -> dict[str, Method]:
-    found = {}
-    for path in sorted((RULES / "attribution" / "methods").glob("*.toml")):
-        method = parse_method(path.read_text(), path.name)
-        found[method.id] = method
-    return found
+    return rule_files("attribution/methods", parse_method, MethodError)
 
 
 @cache

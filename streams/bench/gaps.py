@@ -31,7 +31,9 @@ from streams.sources.publish import publish
 from streams.tools.demo import percentile
 
 AS_OF = dt.date(2026, 6, 30)
-NDCS = ["00093505698", "00378395105", "68180051309", "00071015523", "00006074031"]  # statins, RAS, metformin
+# Statins, RAS antagonists, metformin (no measure counts them yet: no open NDC list) and
+# sitagliptin/metformin, a D08 drug: a fifth of the fills go through the adherence measure.
+NDCS = ["00093505698", "00378395105", "68180051309", "00071015523", "00006057561"]
 
 
 def _fills(member_ids: list[str], count: int, rng: random.Random) -> list[PharmacyClaim]:

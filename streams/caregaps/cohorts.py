@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.attribution.engine import add_months
 from streams.caregaps.facts import Member
-from streams.codesets import RULES, CodeSet, UnknownCodeSet, codeset
+from streams.codesets import CodeSet, UnknownCodeSet, codeset, rule_files
 from streams.models import EncounterKind
 
 RULE_KINDS = ("chronic_conditions", "ed_visits", "allowed_amount")
@@ -84,13 +84,7 @@ def _rule(raw: Mapping[str, Any], where: str) -> Rule:
 
 @cache
 def cohorts() -> dict[str, Cohort]:
-    found = {}
-    for path in sorted((RULES / "cohorts").glob("*.toml")):
-        cohort = parse_cohort(path.read_text(), path.name)
-        if cohort.id in found:
-            raise CohortError(f"{path.name}: cohort id {cohort.id} is already defined by another file")
-        found[cohort.id] = cohort
-    return found
+    return rule_files("cohorts", parse_cohort, CohortError)
 
 
 def holds(rule: Rule, member: Member, today: dt.date) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from streams.codesets import RULES, CodeSet, UnknownCodeSet, codeset
+from streams.codesets import CodeSet, UnknownCodeSet, codeset, rule_files
 
 KINDS = ("event_followup", "screening", "control", "adherence")
 TRIGGERS = ("ed_visit", "inpatient_discharge")
@@ -233,10 +233,4 @@ def parse_measure(text: str, where: str = "measure") -> Measure:
 
 @cache
 def measures() -> dict[str, Measure]:
-    found = {}
-    for path in sorted((RULES / "measures").glob("*.toml")):
-        measure = parse_measure(path.read_text(), path.name)
-        if measure.id in found:
-            raise MeasureError(f"{path.name}: measure id {measure.id} is already defined by another file")
-        found[measure.id] = measure
-    return found
+    return rule_files("measures", parse_measure, MeasureError)
