@@ -66,7 +66,7 @@ class CodeSet:
 
     def group_of(self, code: str) -> str | None:
         """The group whose prefix the code starts with, if any."""
-        return _group_of(self.groups, code.replace(".", "").upper()) if self.groups else None
+        return _group_of(self.groups, code) if self.groups else None
 
 
 @lru_cache(maxsize=65536)  # bounded: keyed by codes as feeds send them, valid or not
@@ -78,7 +78,9 @@ def _in_ranges(ranges: tuple[tuple[str, str], ...], code: str) -> bool:
 
 @lru_cache(maxsize=65536)
 def _group_of(groups: tuple[tuple[str, tuple[str, ...]], ...], code: str) -> str | None:
-    return next((name for name, prefixes in groups if code.startswith(prefixes)), None)
+    # Cached by the code as sent (with or without its dot), so a repeated code costs one lookup.
+    plain = code.replace(".", "").upper()
+    return next((name for name, prefixes in groups if plain.startswith(prefixes)), None)
 
 
 @lru_cache(maxsize=65536)

@@ -23,10 +23,11 @@ from streams.caregaps.lifecycle import Gap, GapEvent
 from streams.caregaps.member import (
     VISIT_KINDS,
     Visit,
+    every_measure,
     forget_old_visits,
     gap_from_dict,
     gap_to_dict,
-    read_by_measures,
+    measures_reading,
 )
 from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import update as update_gaps
@@ -110,7 +111,7 @@ Message = MedicalClaim | PharmacyClaim | EligibilitySpan | AttributionOverride |
 class Affects(NamedTuple):
     """What a message may have changed, so only that is worked out again."""
     attribution: bool
-    gaps: bool
+    gaps: frozenset[str]  # the measures whose gaps it may have changed
     cohorts: bool = False
 
 
@@ -138,32 +139,34 @@ def apply(state: MemberState, message: Message) -> Affects:
     little: a pharmacy fill no attribution, a lab claim neither attribution nor gaps."""
     if isinstance(message, MedicalClaim):
         if not add_medical(state.ledger, message):
-            return Affects(True, True, True)  # a correction or a re-sent claim: which version counts may have changed
+            # A correction or a re-sent claim: which version counts may have changed.
+            return Affects(True, every_measure(), True)
         procedures = [line.procedure_code for line in message.lines]
         visited = bool(state.visits)
         return Affects(any(map(counted, procedures)),
-                       any(read_by_measures(code, visited) for code in [*procedures, *message.diagnosis_codes]),
+                       frozenset().union(*(measures_reading(code, visited)
+                                           for code in [*procedures, *message.diagnosis_codes])),
                        True)
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
         known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels
-        return Affects(False, read_by_measures(known["n"] if known else message.ndc11, False))
+        return Affects(False, measures_reading(known["n"] if known else message.ndc11, False))
     if isinstance(message, Encounter):
         visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
                       tuple(message.diagnoses))
         if visit in state.visits:
-            return Affects(False, False)  # a redelivery
+            return Affects(False, frozenset())  # a redelivery
         # The same visit again with its diagnoses now known replaces what was kept of it.
         state.visits = [v for v in state.visits if (v.id, v.kind) != (visit.id, visit.kind)] + [visit]
-        return Affects(False, True, visit.kind == EncounterKind.ED_VISIT)
+        return Affects(False, every_measure(), visit.kind == EncounterKind.ED_VISIT)
     if isinstance(message, EligibilitySpan):
         add_span(state.ledger, message)
-        return Affects(True, True)
+        return Affects(True, every_measure())
     if message.revoked:
         state.overrides.pop(message.dispute_id, None)
     else:
         state.overrides[message.dispute_id] = message.to_record()
-    return Affects(True, False)
+    return Affects(True, frozenset())
 
 
 def decide(
@@ -214,7 +217,8 @@ class ReviewQueue:
         return len(self._heap)
 
 
-def _facts(state: MemberState, as_of: dt.date) -> GapFacts:
+def member_facts(state: MemberState, as_of: dt.date) -> GapFacts:
+    """What the measures and cohorts read about the member (worked out once per message)."""
     span = covering(state.ledger, as_of.isoformat())
     birth = validation.parse_date(span.birth_date, "birth date") if span and span.birth_date else None
     state.visits = forget_old_visits(state.visits, as_of)
@@ -225,16 +229,18 @@ def _facts(state: MemberState, as_of: dt.date) -> GapFacts:
                     effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)), coverage)
 
 
-def keep_cohorts(state: MemberState, as_of: dt.date) -> bool:
+def keep_cohorts(state: MemberState, as_of: dt.date, facts: GapFacts | None = None) -> bool:
     """Bring the member's cohorts up to date; say whether they changed."""
-    found = member_cohorts(_facts(state, as_of), as_of)
+    found = member_cohorts(facts or member_facts(state, as_of), as_of)
     changed, state.cohorts = found != state.cohorts, found
     return changed
 
 
-def keep_gaps(state: MemberState, as_of: dt.date) -> list[GapEvent]:
-    """Bring the member's care gaps up to date; return the transitions to publish."""
-    state.gaps, events = update_gaps(state.gaps, _facts(state, as_of), as_of)
+def keep_gaps(state: MemberState, as_of: dt.date, only: frozenset[str] | None = None,
+              facts: GapFacts | None = None) -> list[GapEvent]:
+    """Bring the member's care gaps up to date (of the measures ``only`` names, else all); return
+    the transitions to publish."""
+    state.gaps, events = update_gaps(state.gaps, facts or member_facts(state, as_of), as_of, only=only)
     wake = gaps_wakeup(state.gaps, as_of)
     state.gaps_wakeup = wake.isoformat() if wake else None
     return events

@@ -19,8 +19,18 @@ from confluent_kafka import Message
 from streams import topics
 from streams.attribution.clock import Clock
 from streams.attribution.engine import evaluate
-from streams.attribution.members import MemberState, ReviewQueue, apply, check, decide, keep_cohorts, keep_gaps
+from streams.attribution.members import (
+    MemberState,
+    ReviewQueue,
+    apply,
+    check,
+    decide,
+    keep_cohorts,
+    keep_gaps,
+    member_facts,
+)
 from streams.caregaps.alerts import gap_alert
+from streams.caregaps.facts import Member as GapFacts
 from streams.child import ChildProcess
 from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
@@ -105,10 +115,12 @@ class AttributionHandler:
             affects = apply(member, content)
             if affects.attribution:
                 self._decide(member_id, member, state.number, out)
+            facts = member_facts(member, self.clock.today()) if affects.cohorts or affects.gaps else None
             if affects.cohorts:  # before the gaps: their alerts carry the cohorts
-                self._keep_cohorts(member_id, member, out)
+                self._keep_cohorts(member_id, member, out, facts)
             if affects.gaps:
-                self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms())
+                self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms(),
+                                affects.gaps, facts)
         finally:
             # Stored even when a step failed (the message is then dead-lettered): the state in
             # memory was changed in place, and the changelog must hold what memory holds.
@@ -170,15 +182,16 @@ class AttributionHandler:
             out.send(topics.ATTRIBUTION_CHANGES, member_id.encode(), self.codec.encode(change))
             ATTRIBUTION_CHANGES.labels(rule=change.rule).inc()
 
-    def _keep_cohorts(self, member_id: str, member: MemberState, out: Output) -> None:
+    def _keep_cohorts(self, member_id: str, member: MemberState, out: Output, facts: GapFacts | None = None) -> None:
         today = self.clock.today()
-        if keep_cohorts(member, today):
+        if keep_cohorts(member, today, facts):
             change = CohortMembership(member_id=member_id, cohorts=list(member.cohorts), as_of=today.isoformat(),
                                       changed_at_ms=_now_ms())
             out.send(topics.COHORTS, member_id.encode(), self.codec.encode(change))
 
-    def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int) -> None:
-        for event in keep_gaps(member, self.clock.today()):
+    def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int,
+                   only: frozenset[str] | None = None, facts: GapFacts | None = None) -> None:
+        for event in keep_gaps(member, self.clock.today(), only, facts):
             # The processor holds the attribution it just decided; the SQL copy routing would read
             # can lag it by a sink batch, and the gap alert would then reach nobody.
             alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms(), member.cohorts)

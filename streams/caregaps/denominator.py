@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from streams.caregaps.facts import Member
-from streams.caregaps.measures import LOOKBACKS, Measure, age_on
+from streams.caregaps.measures import LOOKBACKS, Denominator, Measure, age_on
 
 
 def refusal(measure: Measure, member: Member, age_day: dt.date, reference_day: dt.date) -> str | None:
@@ -21,15 +21,23 @@ def refusal(measure: Measure, member: Member, age_day: dt.date, reference_day: d
 
 
 def conditions(measure: Measure, member: Member, reference_day: dt.date) -> tuple[bool, str]:
-    """Whether the member has the conditions the denominator asks for, and which."""
+    """Whether the member has the conditions the denominator asks for, and which. Measures with
+    the same denominator (GSD and EED) share one answer."""
     den = measure.denominator
     if den.conditions is None or den.conditions_lookback is None:
         return True, "age and product line"
+    key = ("conditions", den, reference_day)
+    if key not in member.memo:
+        member.memo[key] = _conditions(den, member, reference_day)
+    return member.memo[key]
+
+
+def _conditions(den: Denominator, member: Member, reference_day: dt.date) -> tuple[bool, str]:
+    assert den.conditions is not None and den.conditions_lookback is not None
     since, until = (d.isoformat() for d in LOOKBACKS[den.conditions_lookback](reference_day))
     found: set[str] = set()
-    for claim in member.claims:
-        served = min((line.service_date for line in claim.lines), default=None)
-        if served is None or not since <= served <= until:
+    for served, claim in member.first_service_dates():
+        if not since <= served <= until:
             continue
         for code in claim.diagnosis_codes:
             group = den.conditions.group_of(code) if den.conditions.has_diagnosis(code) else None

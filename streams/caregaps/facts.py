@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from streams.caregaps.pdc import Stay
 from streams.claims.ledger import EffectiveClaim, Fill
@@ -26,6 +27,15 @@ class Member:
     visits: list[Visit]
     fills: tuple[Fill, ...] = ()  # effective (reversals applied), by fill date
     coverage: tuple[tuple[dt.date, dt.date | None], ...] = ()  # spans (first day, last day or open)
+    # Answers several measures share (a denominator's conditions), worked out once per evaluation.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def first_service_dates(self) -> list[tuple[str, EffectiveClaim]]:
+        """(first service date, claim) of the claims with lines."""
+        if "first_service" not in self.memo:
+            self.memo["first_service"] = [(min(line.service_date for line in c.lines), c)
+                                          for c in self.claims if c.lines]
+        return self.memo["first_service"]
 
     def stays(self) -> list[Stay]:
         """Stays whose admission and discharge are both known (an open stay has no end to count to)."""

@@ -119,7 +119,7 @@ def apply(gap: Gap | None, fact: Fact, today: dt.date, due_soon_days: int = 2) -
     if gap is None:
         return None, []
     if isinstance(fact, Watch):
-        return dataclasses.replace(gap, watch=fact.day), []
+        return (gap if gap.watch == fact.day else dataclasses.replace(gap, watch=fact.day)), []
     if gap.status == Status.NOT_APPLICABLE:
         if not isinstance(fact, Reinstated):
             return gap, []  # nothing counts while excluded

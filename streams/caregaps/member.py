@@ -9,8 +9,8 @@ establishes the second chronic condition after the ED visit still opens the foll
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from collections.abc import Callable, Collection, Iterable, Mapping
+from functools import cache, lru_cache
 from typing import Any
 
 from streams.caregaps import adherence, control, followup, screening
@@ -49,12 +49,16 @@ def gap_id(measure_id: str, trigger_id: str) -> str:
     return f"{measure_id}|{trigger_id}"
 
 
-def update(gaps: Mapping[str, Gap], member: Member, today: dt.date,
-           catalog: Mapping[str, Measure] | None = None) -> tuple[dict[str, Gap], list[GapEvent]]:
-    """The member's gaps as of ``today`` and the transitions that got them there."""
+def update(gaps: Mapping[str, Gap], member: Member, today: dt.date, catalog: Mapping[str, Measure] | None = None,
+           only: Collection[str] | None = None) -> tuple[dict[str, Gap], list[GapEvent]]:
+    """The member's gaps as of ``today`` and the transitions that got them there. ``only`` names
+    the measures a message could have changed (see :func:`measures_reading`); the others' gaps
+    only meet their deadlines."""
     result, events, seen = dict(gaps), [], set()
     catalog = catalog if catalog is not None else measures()
     for measure in catalog.values():
+        if only is not None and measure.id not in only:
+            continue
         for key, facts in _facts(measure, result, member, today):
             seen.add(key)
             gap, new = result.get(key), []
@@ -157,16 +161,23 @@ def wakeup(gaps: Mapping[str, Gap], today: dt.date, catalog: Mapping[str, Measur
     return min((d for d in dates if d), default=None)
 
 
-def read_by_measures(code: str | None, with_followup: bool) -> bool:
-    """Whether a measure reads claims or fills with this code (numerators, modalities, results,
-    drugs, conditions, exclusions): a claim or fill with none cannot change a gap. Follow-up
-    measures read claims only of members with a visit, hence ``with_followup``."""
-    return in_any(_codesets_read(with_followup), code)
+@cache
+def every_measure() -> frozenset[str]:
+    return frozenset(measures())
+
+
+@lru_cache(maxsize=65536)  # bounded: keyed by codes as feeds send them
+def measures_reading(code: str | None, with_followup: bool) -> frozenset[str]:
+    """The measures that read claims or fills with this code (numerators, modalities, results,
+    drugs, conditions, exclusions): a claim or fill with none of it cannot change their gaps, so
+    only these are evaluated again. Follow-up measures read claims only of members with a visit,
+    hence ``with_followup``."""
+    return frozenset(m for m, names in _codesets_read(with_followup).items() if in_any(names, code))
 
 
 @cache
-def _codesets_read(with_followup: bool) -> frozenset[str]:
-    found: set[str] = set()
+def _codesets_read(with_followup: bool) -> dict[str, frozenset[str]]:
+    found: dict[str, frozenset[str]] = {}
     for m in measures().values():
         if isinstance(m.rules, FollowUp) and not with_followup:
             continue
@@ -177,8 +188,8 @@ def _codesets_read(with_followup: bool) -> frozenset[str]:
             sets.append(m.rules.drugs)
         else:
             sets += [mod.codeset for mod in m.rules.modalities]
-        found.update(s.id for s in sets if s is not None)
-    return frozenset(found)
+        found[m.id] = frozenset(s.id for s in sets if s is not None)
+    return found
 
 
 def forget_old_visits(visits: list[Visit], today: dt.date) -> list[Visit]:

@@ -13,6 +13,7 @@ from streams.caregaps.facts import Member
 from streams.caregaps.lifecycle import Evidence
 from streams.caregaps.measures import Measure, Modality, Screening
 from streams.caregaps.yearly import YearStatus, outside
+from streams.codesets import CodeSet
 
 
 def _since(modality: Modality, year: int) -> dt.date:
@@ -28,12 +29,15 @@ def status(measure: Measure, year: int, member: Member, today: dt.date | None = 
     refused = outside(measure, member, year, window_start, today)
     if refused:
         return refused
-    found: list[tuple[str, int, str, Evidence]] = []  # (service date, counts through, modality, evidence)
+    by_codeset: dict[CodeSet, dict[str, Modality]] = {}
     for modality in modalities:
-        since = _since(modality, year).isoformat()
-        for claim in member.claims:
-            for line in claim.lines:
-                if line.procedure_code in modality and since <= line.service_date <= year_end.isoformat():
+        by_codeset.setdefault(modality.codeset, {})[modality.name] = modality
+    found: list[tuple[str, int, str, Evidence]] = []  # (service date, counts through, modality, evidence)
+    for claim in member.claims:
+        for line in claim.lines:
+            for codes, named in by_codeset.items():
+                modality = named.get(codes.group_of(line.procedure_code)) if line.procedure_code else None
+                if modality and _since(modality, year).isoformat() <= line.service_date <= year_end.isoformat():
                     day = dt.date.fromisoformat(line.service_date)
                     found.append((line.service_date, day.year + modality.years, modality.name,
                                   Evidence("claim", claim.claim_id, day)))
