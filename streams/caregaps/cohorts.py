@@ -92,7 +92,7 @@ def holds(rule: Rule, member: Member, today: dt.date) -> bool:
     if rule.rule == "ed_visits":
         return sum(v.kind == EncounterKind.ED_VISIT and since <= v.day.isoformat() <= today.isoformat()
                    for v in member.visits) >= rule.at_least
-    in_lookback = [c for c in member.claims if c.lines and since <= min(line.service_date for line in c.lines)]
+    in_lookback = [c for served, c in member.first_service_dates() if since <= served]
     if rule.rule == "allowed_amount":
         return sum(line.allowed for c in in_lookback for line in c.lines) >= rule.at_least
     assert rule.codeset is not None
