@@ -27,6 +27,7 @@ from streams.caregaps.member import (
     forget_old_visits,
     gap_from_dict,
     gap_to_dict,
+    measures_conditions_only,
     measures_reading,
 )
 from streams.caregaps.member import Member as GapFacts
@@ -113,6 +114,7 @@ class Affects(NamedTuple):
     attribution: bool
     gaps: frozenset[str]  # the measures whose gaps it may have changed
     cohorts: bool = False
+    conditions_only: frozenset[str] = frozenset()  # of those, the ones it adds only a condition to
 
 
 def check(message: Message, today: dt.date) -> dt.date | None:
@@ -143,10 +145,10 @@ def apply(state: MemberState, message: Message) -> Affects:
             return Affects(True, every_measure(), True)
         procedures = [line.procedure_code for line in message.lines]
         visited = bool(state.visits)
-        return Affects(any(map(counted, procedures)),
-                       frozenset().union(*(measures_reading(code, visited)
-                                           for code in [*procedures, *message.diagnosis_codes])),
-                       True)
+        codes = [*procedures, *message.diagnosis_codes]
+        touched = frozenset().union(*(measures_reading(code, visited) for code in codes))
+        beyond = frozenset().union(*(measures_reading(c, visited) - measures_conditions_only(c) for c in codes))
+        return Affects(any(map(counted, procedures)), touched, True, touched - beyond)
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
         known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels
@@ -237,10 +239,11 @@ def keep_cohorts(state: MemberState, as_of: dt.date, facts: GapFacts | None = No
 
 
 def keep_gaps(state: MemberState, as_of: dt.date, only: frozenset[str] | None = None,
-              facts: GapFacts | None = None) -> list[GapEvent]:
+              facts: GapFacts | None = None, conditions_only: frozenset[str] = frozenset()) -> list[GapEvent]:
     """Bring the member's care gaps up to date (of the measures ``only`` names, else all); return
     the transitions to publish."""
-    state.gaps, events = update_gaps(state.gaps, facts or member_facts(state, as_of), as_of, only=only)
+    state.gaps, events = update_gaps(state.gaps, facts or member_facts(state, as_of), as_of, only=only,
+                                     conditions_only=conditions_only)
     wake = gaps_wakeup(state.gaps, as_of)
     state.gaps_wakeup = wake.isoformat() if wake else None
     return events

@@ -120,7 +120,7 @@ class AttributionHandler:
                 self._keep_cohorts(member_id, member, out, facts)
             if affects.gaps:
                 self._keep_gaps(member_id, member, out, getattr(content, "received_at_ms", 0) or _now_ms(),
-                                affects.gaps, facts)
+                                affects.gaps, facts, affects.conditions_only)
         finally:
             # Stored even when a step failed (the message is then dead-lettered): the state in
             # memory was changed in place, and the changelog must hold what memory holds.
@@ -190,8 +190,9 @@ class AttributionHandler:
             out.send(topics.COHORTS, member_id.encode(), self.codec.encode(change))
 
     def _keep_gaps(self, member_id: str, member: MemberState, out: Output, received_at_ms: int,
-                   only: frozenset[str] | None = None, facts: GapFacts | None = None) -> None:
-        for event in keep_gaps(member, self.clock.today(), only, facts):
+                   only: frozenset[str] | None = None, facts: GapFacts | None = None,
+                   conditions_only: frozenset[str] = frozenset()) -> None:
+        for event in keep_gaps(member, self.clock.today(), only, facts, conditions_only):
             # The processor holds the attribution it just decided; the SQL copy routing would read
             # can lag it by a sink batch, and the gap alert would then reach nobody.
             alert = gap_alert(member_id, member.organization_id, event, received_at_ms, _now_ms(), member.cohorts)

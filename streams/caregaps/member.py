@@ -50,15 +50,21 @@ def gap_id(measure_id: str, trigger_id: str) -> str:
 
 
 def update(gaps: Mapping[str, Gap], member: Member, today: dt.date, catalog: Mapping[str, Measure] | None = None,
-           only: Collection[str] | None = None) -> tuple[dict[str, Gap], list[GapEvent]]:
+           only: Collection[str] | None = None,
+           conditions_only: Collection[str] = ()) -> tuple[dict[str, Gap], list[GapEvent]]:
     """The member's gaps as of ``today`` and the transitions that got them there. ``only`` names
     the measures a message could have changed (see :func:`measures_reading`); the others' gaps
-    only meet their deadlines."""
+    only meet their deadlines. Of ``conditions_only`` (see :func:`measures_conditions_only`), a
+    measure whose gap this year holds (not excluded) is left as it is."""
     result, events, seen = dict(gaps), [], set()
     catalog = catalog if catalog is not None else measures()
     for measure in catalog.values():
         if only is not None and measure.id not in only:
             continue
+        if measure.id in conditions_only:
+            held = gaps.get(gap_id(measure.id, str(today.year)))
+            if held is not None and held.status != Status.NOT_APPLICABLE:
+                continue
         for key, facts in _facts(measure, result, member, today):
             seen.add(key)
             gap, new = result.get(key), []
@@ -175,13 +181,29 @@ def measures_reading(code: str | None, with_followup: bool) -> frozenset[str]:
     return frozenset(m for m, names in _codesets_read(with_followup).items() if in_any(names, code))
 
 
+@lru_cache(maxsize=65536)
+def measures_conditions_only(code: str | None) -> frozenset[str]:
+    """The measurement-year measures that read this code only as a condition of their denominator
+    (hypertension for CBP): one more such claim cannot change a gap whose member is in the
+    denominator already, since conditions only accumulate."""
+    return frozenset(m for m, names in _codesets_read(False, beyond_conditions=True).items()
+                     if m in _year_measures() and not in_any(names, code)) & measures_reading(code, False)
+
+
 @cache
-def _codesets_read(with_followup: bool) -> dict[str, frozenset[str]]:
+def _year_measures() -> frozenset[str]:
+    return frozenset(m.id for m in measures().values() if not isinstance(m.rules, FollowUp))
+
+
+@cache
+def _codesets_read(with_followup: bool, beyond_conditions: bool = False) -> dict[str, frozenset[str]]:
     found: dict[str, frozenset[str]] = {}
     for m in measures().values():
         if isinstance(m.rules, FollowUp) and not with_followup:
             continue
-        sets = [m.denominator.conditions, *m.denominator.conditions_or_fills, *(e.codeset for e in m.exclusions)]
+        sets = [e.codeset for e in m.exclusions]
+        if not beyond_conditions:
+            sets += [m.denominator.conditions, *m.denominator.conditions_or_fills]
         if isinstance(m.rules, FollowUp | Control):
             sets.append(m.rules.codeset)
         elif isinstance(m.rules, Adherence):
