@@ -25,9 +25,7 @@ DAY = dt.timedelta(days=1)
 
 
 def status(measure: Measure, year: int, member: Member, today: dt.date) -> YearStatus:
-    rules = measure.rules
-    if not isinstance(rules, Adherence):
-        raise TypeError(f"{measure.id} is a {measure.kind} measure, not an adherence measure")
+    rules = measure.rules_as(Adherence)
     start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
     refused = outside(measure, member, year, start, today)
     if refused:

@@ -18,9 +18,7 @@ from streams.caregaps.yearly import YearStatus, outside
 
 
 def status(measure: Measure, year: int, member: Member, today: dt.date | None = None) -> YearStatus:
-    rules = measure.rules
-    if not isinstance(rules, Control):
-        raise TypeError(f"{measure.id} is a {measure.kind} measure, not a control measure")
+    rules = measure.rules_as(Control)
     start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
     refused = outside(measure, member, year, start, today)
     if refused:

@@ -32,7 +32,7 @@ class Applicability:
 
 def applies(measure: Measure, trigger: Trigger, member: Member) -> Applicability:
     """Whether the trigger puts the member in the measure's denominator, and why (or why not)."""
-    wanted = _rules(measure).trigger_diagnoses
+    wanted = measure.rules_as(FollowUp).trigger_diagnoses
     if wanted is not None:
         principal = trigger.diagnoses[0] if trigger.diagnoses else None
         if not wanted.has_diagnosis(principal):
@@ -44,19 +44,14 @@ def applies(measure: Measure, trigger: Trigger, member: Member) -> Applicability
     return Applicability(True, denominator.conditions(measure, member, trigger.day)[1])
 
 
-def _rules(measure: Measure) -> FollowUp:
-    if not isinstance(measure.rules, FollowUp):
-        raise TypeError(f"{measure.id} is a {measure.kind} measure, not an event follow-up")
-    return measure.rules
-
-
 def opened(measure: Measure, trigger: Trigger) -> Opened:
-    return Opened(measure.id, trigger.id, trigger.day, trigger.day + dt.timedelta(days=_rules(measure).within_days))
+    days = measure.rules_as(FollowUp).within_days
+    return Opened(measure.id, trigger.id, trigger.day, trigger.day + dt.timedelta(days=days))
 
 
 def evidence(measure: Measure, claims: Iterable[EffectiveClaim]) -> list[Evidence]:
     """Every claim line with a service of the measure's numerator code set, as evidence."""
-    services = _rules(measure).codeset
+    services = measure.rules_as(FollowUp).codeset
     return [Evidence("claim", claim.claim_id, dt.date.fromisoformat(line.service_date))
             for claim in claims for line in claim.lines if line.procedure_code in services]
 

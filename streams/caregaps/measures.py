@@ -17,7 +17,7 @@ import datetime as dt
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.codesets import CodeSet, UnknownCodeSet, codeset, rule_files
 
@@ -33,6 +33,9 @@ LOOKBACKS = {
 CONDITION_COUNTS = ("groups", "service_dates")
 EXCLUSION_RULES = ("inpatient_admission_within_days", "history_of", "fill_of")
 SEXES = ("F", "M")
+
+
+R = TypeVar("R")
 
 
 class MeasureError(ValueError):
@@ -143,6 +146,12 @@ class Measure:
     rules: FollowUp | Screening | Control | Adherence
     exclusions: tuple[Exclusion, ...]
     due_soon_days: int
+
+    def rules_as(self, kind: type[R]) -> R:
+        """The measure's rules, which an evaluator of ``kind`` needs (a wrong measure is a bug)."""
+        if not isinstance(self.rules, kind):
+            raise TypeError(f"{self.id} is a {self.kind} measure, not one for {kind.__name__}")
+        return self.rules
 
 
 def _one_of(value: object, allowed: tuple[str, ...], what: str, where: str) -> str:

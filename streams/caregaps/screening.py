@@ -21,9 +21,7 @@ def _since(modality: Modality, year: int) -> dt.date:
 
 
 def status(measure: Measure, year: int, member: Member, today: dt.date | None = None) -> YearStatus:
-    if not isinstance(measure.rules, Screening):
-        raise TypeError(f"{measure.id} is a {measure.kind} measure, not a screening measure")
-    modalities = measure.rules.modalities
+    modalities = measure.rules_as(Screening).modalities
     window_start = min(_since(m, year) for m in modalities)
     year_end = dt.date(year, 12, 31)
     refused = outside(measure, member, year, window_start, today)
