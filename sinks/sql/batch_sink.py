@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from sinks.sql.store import Store
 from streams import topics
@@ -33,11 +33,14 @@ class Feed:
     topic: str
     record: type
     write_many: Callable[[list[Any]], None]  # idempotent, in order, one transaction
+    # A compacted topic whose tombstones (no value) delete: write_many then takes (key, record or
+    # None) pairs. Elsewhere a message without a value is bad input.
+    keyed: bool = False
 
 
 def feeds(store: Store) -> list[Feed]:
     return [Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, store.attribution.record_many),
-            Feed(topics.PROVIDERS, Provider, store.directory.record_many),
+            Feed(topics.PROVIDERS, Provider, store.directory.apply_many, keyed=True),
             Feed(topics.COHORTS, CohortMembership, store.cohorts.record_many)]
 
 
@@ -75,7 +78,7 @@ class SqlBatchSink:
                 feed = self._feeds[message.topic()]
                 MESSAGES_IN.labels(topic=feed.topic + ":sql").inc()
                 try:
-                    batches[feed.topic].append(self._codec.decode(message.value(), feed.record))
+                    batches[feed.topic].append(self._decode(feed, message))
                 except BadInput as exc:
                     if feed.topic != topics.PROVIDERS:  # providers: dead-lettered by the attribution flow
                         record = dead_letter(feed.topic, exc.reason, exc.detail, message.value())
@@ -93,3 +96,10 @@ class SqlBatchSink:
                 self._stop.wait(2.0)
                 continue
             self._consumer.commit(asynchronous=False)
+
+    def _decode(self, feed: Feed, message: Message) -> Any:
+        value = message.value()
+        if value is None and not feed.keyed:
+            raise BadInput("missing_value", f"a {feed.topic} message must have a value")
+        record = self._codec.decode(value, feed.record) if value is not None else None
+        return ((message.key() or b"").decode(), record) if feed.keyed else record

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import ProviderRow
@@ -26,6 +26,16 @@ class DirectoryStore:
             k: stmt.excluded[k] for k in ("name", "role", "taxonomy", "organization_id")})
         with self._session.begin() as s:
             s.execute(stmt)
+
+    def apply_many(self, changes: list[tuple[str, Provider | None]]) -> None:
+        """(NPI, provider) pairs from the providers topic in order; no provider (a tombstone)
+        removes the NPI. The last message about an NPI wins."""
+        latest = dict(changes)
+        self.record_many([p for p in latest.values() if p is not None])
+        gone = [npi for npi, p in latest.items() if p is None]
+        if gone:
+            with self._session.begin() as s:
+                s.execute(delete(ProviderRow).where(ProviderRow.npi.in_(gone)))
 
     def all(self) -> dict[str, ProviderRow]:
         with self._session() as s:
