@@ -62,6 +62,8 @@ def enrollment_gap(measure: Measure, member: Member, year: int, through: dt.date
         return None
     day, gaps = dt.date(year, 1, 1), []
     for start, end in sorted(member.coverage):
+        if start > through:
+            break  # coverage that starts later: the gap up to now is counted below
         if start > day:
             gaps.append((start - day).days)
         if end is None or end >= through:
