@@ -128,7 +128,8 @@ def test_eye_exams_are_for_members_with_diabetes():
     (((dt.date(2026, 2, 1), None),), dt.date(2026, 6, 1), True),  # joined February: one gap of 31 days
     (((dt.date(2020, 1, 1), dt.date(2026, 9, 30)),), dt.date(2026, 11, 10), True),  # lapsed 41 days ago, so far
     (((dt.date(2020, 1, 1), dt.date(2026, 9, 30)),), dt.date(2026, 12, 31), False),  # 92 days by year end
-    (((dt.date(2020, 1, 1), dt.date(2026, 3, 31)), (dt.date(2026, 6, 1), None)), dt.date(2026, 4, 20), True),  # 20 so far
+    # Covered again from June: judged on April 20, the gap so far is 20 days.
+    (((dt.date(2020, 1, 1), dt.date(2026, 3, 31)), (dt.date(2026, 6, 1), None)), dt.date(2026, 4, 20), True),
 ])
 def test_screening_needs_continuous_enrollment_with_one_gap_of_up_to_45_days(coverage, today, enrolled):
     facts = Member(BORN, "F", "MEDICARE_ADVANTAGE", [], [], (), coverage)

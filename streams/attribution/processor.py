@@ -166,9 +166,10 @@ class AttributionHandler:
             return  # a stale hint: the member changed since it was queued
         if decide_now:
             self._decide(member_id, member, partition, out)
-        self._keep_cohorts(member_id, member, out)  # lookbacks slide with time too
+        facts = member_facts(member, self.clock.today())
+        self._keep_cohorts(member_id, member, out, facts)  # lookbacks slide with time too
         if gaps_now:
-            self._keep_gaps(member_id, member, out, _now_ms())
+            self._keep_gaps(member_id, member, out, _now_ms(), facts=facts)
         self._store(state, member_id, member, queued)
 
     def _decide(self, member_id: str, member: MemberState, partition: int, out: Output) -> None:

@@ -87,10 +87,11 @@ def exclusion(measure: Measure, member: Member, year: int, until: dt.date) -> st
         if codes is None:
             continue
         if rule.rule == "history_of":
-            for claim in member.claims:
-                found = any(map(codes.has_diagnosis, claim.diagnosis_codes)) or any(
-                    codes.has_procedure(line.procedure_code) for line in claim.lines)
-                if found and min((line.service_date for line in claim.lines), default="9") <= until.isoformat():
+            for served, claim in member.first_service_dates():
+                if served > until.isoformat():
+                    continue
+                if any(map(codes.has_diagnosis, claim.diagnosis_codes)) or any(
+                        codes.has_procedure(line.procedure_code) for line in claim.lines):
                     return f"{codes.title} (claim {claim.claim_id})"
         elif rule.rule == "fill_of":
             for fill in member.fills:

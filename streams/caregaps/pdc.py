@@ -9,7 +9,8 @@ The rules, as the CMS Part D Star Ratings technical notes and PQA describe them:
   what was left on admission is taken after discharge.
 
 A pure function of the fills, stays and dates, checked by the tests against a day-by-day simulation
-written independently. Not wired to the member processor yet: no adherence measure file exists.
+written independently. The adherence measures (:mod:`streams.caregaps.adherence`) read it with the
+threshold their files set.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from streams.caregaps import denominator
 from streams.caregaps.facts import Member
-from streams.caregaps.lifecycle import Evidence
+from streams.caregaps.lifecycle import Evidence, Warn
 from streams.caregaps.measures import Measure
 
 
@@ -18,8 +18,7 @@ class YearStatus:
     window_start: dt.date  # the earliest date evidence may have
     due: dt.date  # the end of the measurement year
     evidence: tuple[Evidence, ...] = ()  # what meets the measure, when it is met
-    # A warning worth sending once: (a key naming its occasion, what to tell).
-    warning: tuple[str, dict[str, str]] | None = None
+    warning: Warn | None = None  # a warning worth sending once per occasion (a refill overdue)
     watch: dt.date | None = None  # a later date on which time alone changes the answer
     details: dict[str, object] = field(default_factory=dict)  # evaluator-specific figures, for reports
 
