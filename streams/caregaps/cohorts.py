@@ -92,13 +92,11 @@ def holds(rule: Rule, member: Member, today: dt.date) -> bool:
     if rule.rule == "ed_visits":
         return sum(v.kind == EncounterKind.ED_VISIT and since <= v.day.isoformat() <= today.isoformat()
                    for v in member.visits) >= rule.at_least
-    in_lookback = [c for served, c in member.first_service_dates() if since <= served]
     if rule.rule == "allowed_amount":
-        return sum(line.allowed for c in in_lookback for line in c.lines) >= rule.at_least
+        return sum(line.allowed for served, c in member.first_service_dates() if since <= served
+                   for line in c.lines) >= rule.at_least
     assert rule.codeset is not None
-    groups = {rule.codeset.group_of(code) for c in in_lookback for code in c.diagnosis_codes
-              if rule.codeset.has_diagnosis(code)}
-    return len(groups) >= rule.at_least
+    return len({group for served, group in member.diagnosed(rule.codeset) if since <= served}) >= rule.at_least
 
 
 def member_cohorts(member: Member, today: dt.date, defined: Mapping[str, Cohort] | None = None) -> list[str]:

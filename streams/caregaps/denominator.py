@@ -35,14 +35,8 @@ def conditions(measure: Measure, member: Member, reference_day: dt.date) -> tupl
 def _conditions(den: Denominator, member: Member, reference_day: dt.date) -> tuple[bool, str]:
     assert den.conditions is not None and den.conditions_lookback is not None
     since, until = (d.isoformat() for d in LOOKBACKS[den.conditions_lookback](reference_day))
-    found: set[str] = set()
-    for served, claim in member.first_service_dates():
-        if not since <= served <= until:
-            continue
-        for code in claim.diagnosis_codes:
-            group = den.conditions.group_of(code) if den.conditions.has_diagnosis(code) else None
-            if group:
-                found.add(group if den.conditions_count == "groups" else served)
+    found = {group if den.conditions_count == "groups" else served
+             for served, group in member.diagnosed(den.conditions) if since <= served <= until}
     what = "condition groups" if den.conditions_count == "groups" else "dates of service with " + den.conditions.title
     if len(found) >= den.conditions_at_least:
         return True, f"{what}: {', '.join(sorted(found))}"

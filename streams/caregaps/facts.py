@@ -7,6 +7,7 @@ from typing import Any
 
 from streams.caregaps.pdc import Stay
 from streams.claims.ledger import EffectiveClaim, Fill
+from streams.codesets import CodeSet
 from streams.models import EncounterKind
 
 
@@ -36,6 +37,15 @@ class Member:
             self.memo["first_service"] = [(min(line.service_date for line in c.lines), c)
                                           for c in self.claims if c.lines]
         return self.memo["first_service"]
+
+    def diagnosed(self, codes: CodeSet) -> list[tuple[str, str]]:
+        """(first service date, group) of every diagnosis of the code set on the member's claims."""
+        key = ("diagnosed", codes.id)
+        if key not in self.memo:
+            self.memo[key] = [(served, group) for served, claim in self.first_service_dates()
+                              for code in claim.diagnosis_codes
+                              if codes.has_diagnosis(code) and (group := codes.group_of(code))]
+        return self.memo[key]
 
     def stays(self) -> list[Stay]:
         """Stays whose admission and discharge are both known (an open stay has no end to count to)."""
