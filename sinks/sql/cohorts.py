@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import MemberCohorts
+from sinks.sql.upsert import upsert
 from streams.models import CohortMembership
 
 
@@ -25,12 +26,8 @@ class CohortStore:
             return
         rows = [{"member_id": c.member_id, "cohorts": json.dumps(c.cohorts), "as_of": c.as_of,
                  "changed_at_ms": c.changed_at_ms} for c in latest.values()]
-        stmt = self._insert(MemberCohorts).values(rows)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["member_id"], set_={k: stmt.excluded[k] for k in ("cohorts", "as_of", "changed_at_ms")},
-            where=MemberCohorts.changed_at_ms <= stmt.excluded.changed_at_ms)
         with self._session.begin() as s:
-            s.execute(stmt)
+            s.execute(upsert(self._insert, MemberCohorts, rows, ["member_id"], unless_newer="changed_at_ms"))
 
     def of(self, member_id: str) -> list[str]:
         with self._session() as s:

@@ -7,6 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import ProviderRow
+from sinks.sql.upsert import upsert
 from streams.models import Provider
 
 
@@ -21,11 +22,8 @@ class DirectoryStore:
             return
         rows = [{"npi": p.npi, "name": p.name, "role": p.role, "taxonomy": p.taxonomy,
                  "organization_id": p.organization_id} for p in latest.values()]
-        stmt = self._insert(ProviderRow).values(rows)
-        stmt = stmt.on_conflict_do_update(index_elements=["npi"], set_={
-            k: stmt.excluded[k] for k in ("name", "role", "taxonomy", "organization_id")})
         with self._session.begin() as s:
-            s.execute(stmt)
+            s.execute(upsert(self._insert, ProviderRow, rows, ["npi"]))
 
     def apply_many(self, changes: list[tuple[str, Provider | None]]) -> None:
         """(NPI, provider) pairs from the providers topic in order; no provider (a tombstone)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import AttributionCurrent, CareGap
+from sinks.sql.upsert import upsert
 from streams.models import GapInfo
 
 
@@ -21,12 +22,8 @@ class GapStore:
         """Keep the gap's status; a redelivered or older revision changes nothing."""
         row = {"member_id": member_id, "gap_id": gap.gap_id, "measure_id": gap.measure_id, "status": gap.status,
                "due": gap.due, "revision": gap.revision, "info": json.dumps(gap.to_record(), sort_keys=True)}
-        stmt = self._insert(CareGap).values(**row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["member_id", "gap_id"], set_={k: stmt.excluded[k] for k in row if k not in (
-                "member_id", "gap_id")}, where=CareGap.revision < stmt.excluded.revision)
         with self._session.begin() as s:
-            s.execute(stmt)
+            s.execute(upsert(self._insert, CareGap, [row], ["member_id", "gap_id"], unless_newer="revision"))
 
     def for_member(self, member_id: str, status: str | None = None) -> list[GapInfo]:
         query = select(CareGap.info).where(CareGap.member_id == member_id)
