@@ -14,10 +14,11 @@ import faust
 import mode
 
 from sinks.sql.batch_sink import SqlBatchSink
-from sinks.sql.store import Store
+from sinks.sql.store import open_store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
 from streams.adt import agents as adt_agents
+from streams.api import subscriptions as subscriptions_api
 from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
 from streams.pipeline import Pipeline
@@ -71,9 +72,9 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
         web_port=settings.web_port,
         web_enabled=True,
     )
-    store = Store(settings.sqlalchemy_url)
-    dispatcher = Dispatcher(store, settings.webhook_timeout_s, settings.webhook_max_attempts,
-                            settings.webhook_backoff_s)
+    store = open_store(settings)
+    dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
+                            settings.webhook_schedule_s, settings.webhook_endpoint_concurrency)
     codec = codec_for(settings.schema_registry_url)
     sql_sink = SqlBatchSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec, settings.topic_partitions)
     attribution = AttributionProcesses(settings, bootstrap)
@@ -85,6 +86,7 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     adt_agents.register(pipeline)
     routing.register(pipeline)
     web.register(pipeline)
+    subscriptions_api.register(pipeline)
     return pipeline
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from sinks.sql.subscriptions import SubscriptionError
 from streams import config, topics
 from streams.kafka.broker import BrokerError
 
@@ -193,25 +194,91 @@ def load_rif(directory: Path) -> None:
 
 
 @main.group()
+def organizations() -> None:
+    """Organizations, their API tokens and roles (operator commands; organizations use the HTTP API)."""
+
+
+@organizations.command("add")
+@click.argument("organization_id")
+@click.option("--name", required=True)
+@click.option("--by", "actor", default="operator", show_default=True, help="Who does this, for the audit log.")
+def organizations_add(organization_id: str, name: str, actor: str) -> None:
+    """Add an organization and print its first API token (shown this once)."""
+    subs = _subscriptions()
+    try:
+        subs.add_organization(organization_id, name, f"cli:{actor}")
+    except SubscriptionError as exc:
+        raise Failure(str(exc)) from exc
+    click.echo(subs.issue_token(organization_id, "first token", f"cli:{actor}"))
+
+
+@organizations.command("token")
+@click.argument("organization_id")
+@click.option("--label", default="issued by an operator", show_default=True)
+@click.option("--revoke-others", is_flag=True, help="Revoke the organization's other tokens first.")
+@click.option("--by", "actor", default="operator", show_default=True)
+def organizations_token(organization_id: str, label: str, revoke_others: bool, actor: str) -> None:
+    """Issue a new API token for an organization (shown this once)."""
+    subs = _subscriptions()
+    try:
+        if revoke_others:
+            subs.revoke_tokens(organization_id, f"cli:{actor}")
+        click.echo(subs.issue_token(organization_id, label, f"cli:{actor}"))
+    except SubscriptionError as exc:
+        raise Failure(str(exc)) from exc
+
+
+@organizations.command("plan-level")
+@click.argument("organization_id")
+@click.option("--grant/--revoke", required=True, help="Grant or revoke the role that sees every plan member.")
+@click.option("--by", "actor", required=True, help="Who decides, for the audit log.")
+@click.option("--reason", required=True)
+def organizations_plan_level(organization_id: str, grant: bool, actor: str, reason: str) -> None:
+    """Grant or revoke the plan-level role (care management over all plan members); audited."""
+    try:
+        _subscriptions().set_plan_level(organization_id, grant, f"cli:{actor}", reason)
+    except SubscriptionError as exc:
+        raise Failure(str(exc)) from exc
+
+
+def _subscriptions():
+    from sinks.sql.store import open_store
+
+    return open_store(_settings()).subscriptions
+
+
+@main.group()
 def subscriptions() -> None:
     """Webhook endpoints of organizations."""
 
 
 @subscriptions.command("add")
-@click.option("--organization", required=True, help="Organization id, as in the provider directory.")
-@click.option("--url", required=True, help="Endpoint that receives signed alerts.")
-@click.option("--secret", required=True, help="Signing secret, whsec_ followed by base64.")
+@click.option("--organization", required=True, help="Organization id, as in the provider directory; created if new.")
+@click.option("--url", required=True, help="Endpoint that receives signed events (https, or an allow-listed host).")
+@click.option("--secret", default=None, help="Signing secret, whsec_ followed by base64; generated if not given.")
 @click.option("--events", default="*", show_default=True,
-              help="Alert types to receive, comma-separated; patterns such as adt.* or gap.* allowed.")
-def subscriptions_add(organization: str, url: str, secret: str, events: str) -> None:
-    """Register a webhook endpoint for an organization."""
-    from sinks.sql.store import Store
+              help="Event types to receive, comma-separated; patterns such as adt.* or gap.* allowed.")
+@click.option("--format", "payload_format", default="json-full", show_default=True,
+              type=click.Choice(["json-full", "json-thin", "fhir"]))
+def subscriptions_add(organization: str, url: str, secret: str | None, events: str, payload_format: str) -> None:
+    """Register a webhook endpoint for an organization; prints its id and secret as JSON."""
+    from sinks.sql.subscriptions import NotFound, Spec
+    from sinks.webhooks.signing import is_secret
 
-    if not secret.startswith("whsec_"):
-        raise Failure("the secret must start with whsec_ (Standard Webhooks format)")
-    if not url.startswith(("http://", "https://")):
-        raise Failure("the url must be http(s)")
-    click.echo(Store(_settings().sqlalchemy_url).add_subscription(organization, url, secret, events))
+    if secret is not None and not is_secret(secret):
+        raise Failure("the secret must be whsec_ followed by base64 of at least 24 bytes (Standard Webhooks)")
+    subs = _subscriptions()
+    try:
+        try:
+            subs.organization(organization)
+        except NotFound:
+            subs.add_organization(organization, organization, "cli:operator")
+        spec = Spec(url=url, event_types=tuple(e.strip() for e in events.split(",") if e.strip()),
+                    payload_format=payload_format)
+        described, secret = subs.create(organization, spec, "cli:operator", secret)
+    except SubscriptionError as exc:
+        raise Failure(str(exc)) from exc
+    click.echo(json.dumps({"id": described["id"], "secret": secret}))
 
 
 @main.command()

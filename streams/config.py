@@ -6,8 +6,10 @@ Avro single-object encoding instead of a schema registry, a SQLite file under ``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from sinks.webhooks.retries import DEFAULT_SCHEDULE_S
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -47,8 +49,14 @@ class Settings:
     ed_visit_autoclose_s: float = 24 * 3600.0
     visit_sweep_interval_s: float = 60.0
     webhook_timeout_s: float = 15.0
-    webhook_max_attempts: int = 5
-    webhook_backoff_s: tuple[float, ...] = field(default=(0.5, 2.0, 10.0, 60.0))
+    # Seconds before each attempt (the first is the first attempt); ±20% jitter. Then exhausted.
+    webhook_schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S
+    # Requests in flight per endpoint (scheme://host:port).
+    webhook_endpoint_concurrency: int = 4
+    # An endpoint failing without a success for this long is disabled.
+    webhook_disable_after_s: float = 5 * 24 * 3600.0
+    # Hosts that may receive webhooks over http and on private or loopback addresses.
+    webhook_allowed_hosts: tuple[str, ...] = ()
     log_level: str = "info"
     # wall (today), event (latest date in the data) or a pinned ISO date: see streams/attribution/clock.py
     attribution_clock: str = "wall"
@@ -66,8 +74,11 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'gapstream.db').resolve()}"
 
 
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (_env(name) or "").split(",") if x.strip())
+
+
 def load() -> Settings:
-    backoff = _env("GAPSTREAM_WEBHOOK_BACKOFF_S")
     return Settings(
         kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS"),
         schema_registry_url=_env("SCHEMA_REGISTRY_URL"),
@@ -84,8 +95,10 @@ def load() -> Settings:
         ed_visit_autoclose_s=_float("GAPSTREAM_ED_VISIT_AUTOCLOSE_S", 24 * 3600.0),
         visit_sweep_interval_s=_float("GAPSTREAM_VISIT_SWEEP_INTERVAL_S", 60.0),
         webhook_timeout_s=_float("GAPSTREAM_WEBHOOK_TIMEOUT_S", 15.0),
-        webhook_max_attempts=_int("GAPSTREAM_WEBHOOK_MAX_ATTEMPTS", 5),
-        webhook_backoff_s=tuple(float(x) for x in backoff.split(",")) if backoff else (0.5, 2.0, 10.0, 60.0),
+        webhook_schedule_s=tuple(float(x) for x in _list("GAPSTREAM_WEBHOOK_SCHEDULE_S")) or DEFAULT_SCHEDULE_S,
+        webhook_endpoint_concurrency=max(1, _int("GAPSTREAM_WEBHOOK_ENDPOINT_CONCURRENCY", 4)),
+        webhook_disable_after_s=_float("GAPSTREAM_WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600.0),
+        webhook_allowed_hosts=_list("GAPSTREAM_WEBHOOK_ALLOWED_HOSTS"),
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),

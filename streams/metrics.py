@@ -14,6 +14,12 @@ DUPLICATES = Counter("gapstream_adt_duplicates_total", "ADT messages recognised 
 ALERTS_ROUTED = Counter("gapstream_alerts_routed_total",
                         "Alerts after routing, by type and whether an organization was found", ["alert_type", "routed"])
 WEBHOOK_ATTEMPTS = Counter("gapstream_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+WEBHOOKS_EXHAUSTED = Counter("gapstream_webhook_exhausted_total",
+                             "Deliveries that used up their retry schedule (kept in the dead-letter store)")
+ENDPOINTS_DISABLED = Counter("gapstream_webhook_endpoints_disabled_total",
+                             "Subscriptions disabled: 410 Gone, or failing for longer than allowed")
+DELIVERIES_WITHHELD = Counter("gapstream_deliveries_withheld_total",
+                              "Deliveries withheld from a subscriber, by rule", ["reason"])
 ADT_TO_WEBHOOK = Histogram(
     "gapstream_adt_to_webhook_seconds", "From MLLP receipt of the ADT message to the webhook's 2xx answer",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),

@@ -11,7 +11,6 @@ import asyncio
 
 import faust
 
-from sinks.webhooks.payloads import alert_body
 from streams import topics
 from streams.adt.visits import ED_VISIT
 from streams.metrics import ALERTS_ROUTED
@@ -32,7 +31,7 @@ def register(p: Pipeline) -> None:
             current = p.store.attribution.current(alert.member_id)
             alert.organization_id = current.organization_id if current else None
         ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
-        return p.store.save_alert(alert, alert_body)
+        return p.store.outbox.save_alert(alert) > 0
 
     async def route_alert(event: faust.EventT) -> None:
         # Stored (alert and its pending deliveries) before the offset moves on: at-least-once.

@@ -9,15 +9,59 @@ class Base(DeclarativeBase):
     pass
 
 
+class Organization(Base):
+    """A provider organization (or the plan's care management) that subscribes to events."""
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    # Sees the events of every plan member, not only of its attributed ones: granted explicitly, audited.
+    plan_level: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """An organization's API token, kept as its SHA-256: the token itself is shown once."""
+    __tablename__ = "api_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    label: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEvent(Base):
+    """Who did what to subscriptions, tokens, roles and consents, when and why."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), index=True)
+    detail: Mapped[str] = mapped_column(Text)  # JSON, never secrets or tokens
+
+
 class Subscription(Base):
     __tablename__ = "subscriptions"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(128), index=True)
     url: Mapped[str] = mapped_column(Text)
+    # scheme://host:port of the url: deliveries are queued and limited per endpoint.
+    endpoint: Mapped[str] = mapped_column(Text, index=True)
     secret: Mapped[str] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(default=True)
+    # After a rotation the previous secret also signs until it expires, so receivers can switch over.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
     # Comma-separated alert types it receives; shell-style patterns ("adt.*", "gap.*", "*").
     event_types: Mapped[str] = mapped_column(Text, default="*")
+    filters: Mapped[str] = mapped_column(Text, default="{}")  # JSON: {"measures": [...], "facilities": [...]}
+    payload_format: Mapped[str] = mapped_column(String(16), default="json-full")  # json-full | json-thin | fhir
+    scope: Mapped[str] = mapped_column(String(16), default="attributed")  # attributed | plan
+    heartbeat_period_s: Mapped[float | None] = mapped_column(Float)
+    events_since_start: Mapped[int] = mapped_column(Integer, default=0)
+    last_sent_at: Mapped[float] = mapped_column(Float, default=0.0)  # last event or heartbeat queued
+    failing_since: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -37,19 +81,29 @@ class AlertRow(Base):
 
 
 class Delivery(Base):
-    """One alert to one subscription: the outbox row the dispatcher works from."""
+    """One event to one subscription: the outbox row the dispatcher works from, and the record of a
+    disclosure (who received what about which member, when)."""
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("alert_id", "subscription_id"),
+        UniqueConstraint("alert_id", "subscription_id"),  # NULLs differ: pings and heartbeats repeat
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_subscription_number", "subscription_id", "event_number"),
     )
     webhook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"))
+    # None for what is not about an alert: pings, heartbeats, delivery.exhausted, endpoint.disabled.
+    alert_id: Mapped[str | None] = mapped_column(ForeignKey("alerts.alert_id"))
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    organization_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str | None] = mapped_column(String(128), index=True)
     event_type: Mapped[str] = mapped_column(String(64))
+    # The subscription's count of events when this one was queued (FHIR's events-since-subscription-start);
+    # None for pings and heartbeats, which are not counted.
+    event_number: Mapped[int | None] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(64), default="application/json")
     received_at_ms: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    created_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | exhausted
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[float] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -62,10 +116,36 @@ class DeliveryAttempt(Base):
     webhook_id: Mapped[str] = mapped_column(ForeignKey("deliveries.webhook_id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[float] = mapped_column(Float)
-    outcome: Mapped[str] = mapped_column(String(32))  # success | http_error | timeout | connection_error
+    outcome: Mapped[str] = mapped_column(String(32))  # success | http_error | timeout | connection_error | refused
     status_code: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WithheldDelivery(Base):
+    """An event a subscription would have received but may not: the reason is kept (42 CFR Part 2)."""
+    __tablename__ = "withheld_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "subscription_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    organization_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
+
+
+class Consent(Base):
+    """A member's consent to disclose substance-use treatment records (42 CFR Part 2) to an organization."""
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(128), index=True)
+    organization_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # part2
+    recorded_by: Mapped[str] = mapped_column(String(256))
+    recorded_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
 
 
 class AttributionCurrent(Base):

@@ -1,20 +1,16 @@
-"""Reads and writes of alerts, subscriptions and deliveries.
+"""The SQL store: one engine and one place that builds the stores of each concern (the outbox,
+subscriptions, attribution, gaps, the directory, cohorts).
 
-Writes are idempotent: storing an alert or its deliveries a second time (a redelivered Kafka
-message, a restarted worker) changes nothing, which is what makes at-least-once processing safe.
+Writes are idempotent: storing a message a second time (a redelivered Kafka message, a restarted
+worker) changes nothing, which is what makes at-least-once processing safe.
 Calls are synchronous; async callers run them in a thread.
 """
 from __future__ import annotations
 
-import fnmatch
-import json
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -23,32 +19,14 @@ from sinks.sql.attribution import AttributionStore
 from sinks.sql.cohorts import CohortStore
 from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
-from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt, Subscription
-from streams.models import Alert
+from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt
+from sinks.sql.outbox import Outbox
+from sinks.sql.subscriptions import SubscriptionStore
+from sinks.webhooks.disclosure import part2_rule
+from sinks.webhooks.egress import Egress
 
-# Renders the webhook body of an alert for one delivery (given its webhook id).
-BodyFn = Callable[[Alert, str], str]
-_WEBHOOK_NAMESPACE = uuid.UUID("0f9c3a51-2b7e-4d8a-9a57-0c8a2f61d3b4")
-
-
-def wants(event_types: str, alert_type: str) -> bool:
-    """Whether a subscription's comma-separated patterns take this alert type."""
-    return any(fnmatch.fnmatchcase(alert_type, p.strip()) for p in event_types.split(",") if p.strip())
-
-
-def webhook_id(alert_id: str, subscription_id: str) -> str:
-    """Stable per alert and subscription, so a receiver de-duplicates redeliveries by it."""
-    return f"msg_{uuid.uuid5(_WEBHOOK_NAMESPACE, f'{alert_id}|{subscription_id}').hex}"
-
-
-@dataclass(frozen=True)
-class DeliveryJob:
-    webhook_id: str
-    url: str
-    secret: str
-    body: str
-    attempts: int
-    received_at_ms: int
+if TYPE_CHECKING:
+    from streams.config import Settings
 
 
 def make_engine(url: str) -> Engine:
@@ -66,7 +44,8 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, egress: Egress | None = None,
+                 disable_after_s: float = 5 * 24 * 3600.0):
         self.engine = make_engine(url)
         if migrate:
             from sinks.sql.migrate import upgrade
@@ -76,92 +55,11 @@ class Store:
         self.gaps = GapStore(self._session, self._insert())
         self.directory = DirectoryStore(self._session, self._insert())
         self.cohorts = CohortStore(self._session, self._insert())
+        self.outbox = Outbox(self._session, self._insert(), part2_rule(), disable_after_s)
+        self.subscriptions = SubscriptionStore(self._session, egress or Egress())
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-
-    # -- subscriptions ---------------------------------------------------------------------------
-    def add_subscription(self, organization_id: str, url: str, secret: str, event_types: str = "*") -> str:
-        sub_id = f"sub_{uuid.uuid4().hex[:16]}"
-        with self._session.begin() as s:
-            s.add(Subscription(id=sub_id, organization_id=organization_id, url=url, secret=secret,
-                               active=True, created_at=time.time(), event_types=event_types))
-        return sub_id
-
-    def subscriptions_for(self, organization_id: str) -> list[Subscription]:
-        with self._session() as s:
-            return list(s.scalars(select(Subscription).where(
-                Subscription.organization_id == organization_id, Subscription.active.is_(True))))
-
-    # -- alerts and their deliveries -------------------------------------------------------------
-    def save_alert(self, alert: Alert, body_for: BodyFn) -> list[str]:
-        """Store the alert and one pending delivery per active subscription of its organization.
-        Returns the webhook ids that are pending (new or not yet delivered)."""
-        insert = self._insert()
-        payload = json.dumps(alert.to_record(), sort_keys=True)
-        with self._session.begin() as s:
-            s.execute(insert(AlertRow).values(
-                alert_id=alert.alert_id, alert_type=alert.alert_type, member_id=alert.member_id,
-                organization_id=alert.organization_id, facility=alert.facility,
-                visit_number=alert.visit_number, event_type=alert.event_type, occurred_at=alert.occurred_at,
-                received_at_ms=alert.received_at_ms, created_at_ms=alert.created_at_ms, payload=payload,
-            ).on_conflict_do_nothing(index_elements=["alert_id"]))
-            if not alert.organization_id:
-                return []
-            subs = s.scalars(select(Subscription).where(
-                Subscription.organization_id == alert.organization_id, Subscription.active.is_(True))).all()
-            ids = []
-            for sub in subs:
-                if not wants(sub.event_types, alert.alert_type):
-                    continue
-                wid = webhook_id(alert.alert_id, sub.id)
-                s.execute(insert(Delivery).values(
-                    webhook_id=wid, alert_id=alert.alert_id, subscription_id=sub.id, event_type=alert.alert_type,
-                    body=body_for(alert, wid), received_at_ms=alert.received_at_ms, status="pending",
-                    attempts=0, next_attempt_at=time.time(),
-                ).on_conflict_do_nothing(index_elements=["webhook_id"]))
-                ids.append(wid)
-            return ids
-
-    def claim_due(self, now: float, lease_s: float, limit: int = 100) -> list[DeliveryJob]:
-        """Pending deliveries whose time has come, leased for ``lease_s`` so no other dispatcher
-        (or this one on its next poll) sends them at the same time."""
-        with self._session.begin() as s:
-            rows = s.execute(
-                select(Delivery, Subscription.url, Subscription.secret)
-                .join(Subscription, Subscription.id == Delivery.subscription_id)
-                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-                .order_by(Delivery.next_attempt_at).limit(limit)
-            ).all()
-            jobs = []
-            for delivery, url, secret in rows:
-                claimed = s.execute(
-                    update(Delivery)
-                    .where(Delivery.webhook_id == delivery.webhook_id,
-                           Delivery.next_attempt_at == delivery.next_attempt_at)
-                    .values(next_attempt_at=now + lease_s)
-                ).rowcount
-                if claimed:
-                    jobs.append(DeliveryJob(delivery.webhook_id, url, secret, delivery.body,
-                                            delivery.attempts, delivery.received_at_ms))
-            return jobs
-
-    def record_attempt(self, job: DeliveryJob, outcome: str, status_code: int | None, duration_ms: float,
-                       error: str | None, next_attempt_at: float | None) -> None:
-        """Record one attempt. ``next_attempt_at`` None means no retry: delivered, or given up."""
-        now = time.time()
-        attempt = job.attempts + 1
-        if outcome == "success":
-            status, values = "delivered", {"delivered_at": now}
-        elif next_attempt_at is None:
-            status, values = "failed", {}
-        else:
-            status, values = "pending", {"next_attempt_at": next_attempt_at}
-        with self._session.begin() as s:
-            s.add(DeliveryAttempt(webhook_id=job.webhook_id, attempt=attempt, at=now, outcome=outcome,
-                                  status_code=status_code, duration_ms=duration_ms, error=error))
-            s.execute(update(Delivery).where(Delivery.webhook_id == job.webhook_id).values(
-                status=status, attempts=attempt, last_error=error, **values))
 
     # -- reading back ----------------------------------------------------------------------------
     def alerts(self) -> list[AlertRow]:
@@ -176,3 +74,9 @@ class Store:
         with self._session() as s:
             return list(s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.webhook_id == webhook_id)
                                   .order_by(DeliveryAttempt.attempt)))
+
+
+def open_store(settings: Settings) -> Store:
+    """The store as the settings configure it (database, webhook allow-list, disabling period)."""
+    return Store(settings.sqlalchemy_url, egress=Egress(settings.webhook_allowed_hosts),
+                 disable_after_s=settings.webhook_disable_after_s)

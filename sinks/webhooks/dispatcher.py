@@ -1,103 +1,172 @@
-"""Sends pending deliveries from the SQL outbox to subscriber endpoints.
+"""Sends queued deliveries from the SQL outbox to subscriber endpoints.
 
-Deliveries are stored before the stream moves on, so nothing is lost if the worker stops; this loop
-only has to send what is due, record each attempt, and schedule a retry with backoff on a 5xx,
-a 429, a timeout or a refused connection. The ``webhook-id`` of a delivery never changes, so a
-receiver recognises a redelivery.
+Deliveries are stored before the stream moves on, so nothing is lost if the worker stops; this
+loop only has to send what is due and record what happened. Endpoints are isolated from each
+other: each has its own limit of requests in flight, and the outbox is asked only for deliveries
+of endpoints with a free slot, so a slow, hanging or dead endpoint fills its own slots and no one
+else's. A member's events go to a subscription one at a time, oldest first.
+
+Results are written in batches by one recorder task: at thousands of deliveries a second, one
+transaction per attempt would make SQL the bottleneck. Until a result is written its delivery stays
+leased, so a crash in between means it is sent again, under the same ``webhook-id``.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
 import time
+from collections import Counter
 
 import httpx
 
-from sinks.sql.store import DeliveryJob, Store
+from sinks.sql.outbox import AttemptResult, DeliveryJob, Outbox
+from sinks.webhooks.egress import Egress, EgressRefused
+from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label
 from sinks.webhooks.signing import signed_headers
 from streams.deadletters import where
 from streams.metrics import ADT_TO_WEBHOOK, WEBHOOK_ATTEMPTS
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 64 * 1024
+RECORD_BATCH = 500
 
 
 class Dispatcher:
-    def __init__(self, store: Store, timeout_s: float, max_attempts: int, backoff_s: tuple[float, ...],
-                 concurrency: int = 32, poll_interval_s: float = 0.5):
-        self._store = store
-        self._timeout = timeout_s
-        self._max_attempts = max_attempts
-        self._backoff = backoff_s
-        self._slots = asyncio.Semaphore(concurrency)
-        self._poll = poll_interval_s
+    def __init__(self, outbox: Outbox, egress: Egress, timeout_s: float = 15.0,
+                 schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S, endpoint_concurrency: int = 4,
+                 poll_interval_s: float = 0.5, heartbeat_check_s: float = 1.0):
+        self._outbox, self._egress = outbox, egress
+        self._timeout, self._schedule = timeout_s, schedule_s
+        self._slots = endpoint_concurrency
+        self._poll, self._heartbeat_check = poll_interval_s, heartbeat_check_s
+        self._in_flight: Counter[str] = Counter()  # requests per endpoint
+        self._members: set[tuple[str, str | None]] = set()  # (subscription, member) being sent
+        self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def lease_s(self) -> float:
+        # Longer than a request can take plus the wait for its result to be written.
+        return self._timeout * 2 + 5
 
     def wake(self) -> None:
         """New deliveries are waiting: look now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-            while True:
-                jobs = await asyncio.to_thread(self._store.claim_due, time.time(), self._timeout * 2 + 5)
-                for job in jobs:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._deliver(client, job))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                if not jobs:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self._poll)
-                    except TimeoutError:
-                        pass
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, limits=limits) as client:
+            background = [asyncio.create_task(self._record()), asyncio.create_task(self._heartbeats())]
+            try:
+                await self._claim_loop(client)
+            finally:
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+
+    async def _claim_loop(self, client: httpx.AsyncClient) -> None:
+        while True:
+            self._wake.clear()
+            free = {e: self._slots - n for e, n in self._in_flight.items()}
+            try:
+                jobs = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, self._slots,
+                                               frozenset(self._members))
+            except Exception as exc:  # the database may be briefly unavailable; try again at the next poll
+                log.error("claiming deliveries failed: %s", where(exc))
+                jobs = []
+            for job in jobs:
+                self._in_flight[job.endpoint] += 1
+                self._members.add((job.subscription_id, job.member_id))
+                task = asyncio.create_task(self._deliver(client, job))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def _deliver(self, client: httpx.AsyncClient, job: DeliveryJob) -> None:
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            outcome, status, error = await self._send(client, job)
-            duration_ms = (time.monotonic() - started) * 1000
-            WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
-            if outcome == "success":
-                ADT_TO_WEBHOOK.observe(max(0.0, time.time() - job.received_at_ms / 1000))
-            retry_at = None if outcome in ("success", "rejected") else self._next_attempt(job.attempts + 1)
-            await asyncio.to_thread(self._store.record_attempt, job, outcome, status, duration_ms, error, retry_at)
-        except Exception as exc:  # a failure here must not kill the dispatcher; the lease expires and it retries
-            log.error("delivery bookkeeping failed: %s", where(exc))
+            result = await self._send(client, job)
+        except Exception as exc:  # a bug here must not stop the dispatcher; the lease expires and it retries
+            log.error("delivery failed unexpectedly: %s", where(exc))
+            result = Result(error="connection_error", detail=type(exc).__name__)
         finally:
-            self._slots.release()
+            self._in_flight[job.endpoint] -= 1
+            if self._in_flight[job.endpoint] <= 0:
+                del self._in_flight[job.endpoint]
+            self._members.discard((job.subscription_id, job.member_id))
+            self._wake.set()  # a slot is free
+        now = time.time()
+        decision = decide(result, job.attempts + 1, now, self._schedule)
+        WEBHOOK_ATTEMPTS.labels(outcome=outcome_label(result)).inc()
+        if decision.outcome == "delivered" and job.alert_id:
+            ADT_TO_WEBHOOK.observe(max(0.0, now - job.received_at_ms / 1000))
+        self._results.put_nowait(AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now))
 
-    async def _send(self, client: httpx.AsyncClient, job: DeliveryJob) -> tuple[str, int | None, str | None]:
-        headers = signed_headers(job.secret, job.webhook_id, job.body)
+    async def _send(self, client: httpx.AsyncClient, job: DeliveryJob) -> Result:
         try:
-            async with client.stream("POST", job.url, content=job.body.encode(), headers=headers) as response:
-                await _read_bounded(response)
-        except httpx.TimeoutException:
-            return "timeout", None, "timed out"
+            target = await self._egress.target(job.url)
+        except EgressRefused as exc:
+            return Result(error="refused", detail=str(exc))
+        headers = signed_headers(job.secrets, job.webhook_id, job.body, content_type=job.content_type)
+        headers["host"] = target.host_header
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            # One deadline for the whole exchange: a receiver dripping bytes cannot hold a slot longer.
+            async with asyncio.timeout(self._timeout):
+                request = client.build_request("POST", target.connect_url, content=job.body.encode(),
+                                               headers=headers, extensions=extensions)
+                response = await client.send(request, stream=True)
+                try:
+                    await _read_bounded(response)
+                finally:
+                    await response.aclose()
+        except (httpx.TimeoutException, TimeoutError):
+            return Result(error="timeout", detail=f"no answer within {self._timeout:g}s")
         except httpx.HTTPError as exc:
-            return "connection_error", None, type(exc).__name__
-        if 200 <= response.status_code < 300:
-            return "success", response.status_code, None
-        # 4xx other than 429: the receiver refuses this message; resending it will not help.
-        retryable = response.status_code >= 500 or response.status_code == 429
-        return ("http_error" if retryable else "rejected"), response.status_code, f"HTTP {response.status_code}"
+            return Result(error="connection_error", detail=type(exc).__name__)
+        return Result(status_code=response.status_code, retry_after=response.headers.get("retry-after"))
 
-    def _next_attempt(self, attempts_made: int) -> float | None:
-        if attempts_made >= self._max_attempts:
-            return None
-        base = self._backoff[min(attempts_made - 1, len(self._backoff) - 1)]
-        return time.time() + base * random.uniform(0.8, 1.2)
+    async def _record(self) -> None:
+        """Writes results in batches; a failed write is retried, the results are kept until then."""
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < RECORD_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            while True:
+                try:
+                    if await asyncio.to_thread(self._outbox.record, batch):
+                        self._wake.set()  # notices were queued
+                    break
+                except Exception as exc:
+                    log.error("recording %d delivery results failed, retrying: %s", len(batch), where(exc))
+                    await asyncio.sleep(1.0)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_check)
+            try:
+                if await asyncio.to_thread(self._outbox.queue_heartbeats, time.time()):
+                    self._wake.set()
+            except Exception as exc:
+                log.error("queueing heartbeats failed: %s", where(exc))
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        done = [self._results.get_nowait() for _ in range(self._results.qsize())]
+        if done:  # what was sent is recorded, so it is not sent again after the restart
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._outbox.record, done)
 
 
 async def _read_bounded(response: httpx.Response) -> None:
+    """Reads (and drops) at most MAX_RESPONSE_BYTES of the answer: a receiver cannot make the worker
+    read an endless body."""
     read = 0
     async for chunk in response.aiter_raw():
         read += len(chunk)

@@ -23,7 +23,8 @@ from dataclasses import replace
 
 import click
 
-from sinks.sql.store import Store
+from sinks.sql.store import open_store
+from sinks.sql.subscriptions import Spec
 from sinks.webhooks.signing import new_secret
 from streams.adt.mllp_client import send_messages
 from streams.config import Settings
@@ -83,12 +84,17 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
     with bootstrap_servers(settings) as bootstrap:
         secret = new_secret()
         receiver_port, web_port, mllp_port = free_port(), free_port(), free_port()
-        store = Store(settings.sqlalchemy_url)
+        # The receiver is on loopback, which only an allow-listed host may be.
+        settings = replace(settings, webhook_allowed_hosts=("127.0.0.1",))
+        subs = open_store(settings).subscriptions
         for org in pop.organizations:
-            store.add_subscription(org.organization_id, f"http://127.0.0.1:{receiver_port}/alerts", secret, "adt.*")
+            subs.add_organization(org.organization_id, org.name, "demo")
+            subs.create(org.organization_id, Spec(f"http://127.0.0.1:{receiver_port}/alerts", ("adt.*",)), "demo",
+                        secret)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_MLLP_PORT": str(mllp_port),
-               "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1,2",
+               "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1,2",
+               "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "1"}
         env.pop("DATABASE_URL", None)
         click.echo(f"broker {bootstrap} | worker http://127.0.0.1:{web_port}/metrics | MLLP 127.0.0.1:{mllp_port} "

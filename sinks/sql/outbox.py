@@ -1,0 +1,416 @@
+"""The delivery outbox: who receives an alert, the queued deliveries the dispatcher works from, the
+results of its attempts, recovery, and the accounting of disclosures.
+
+Fan-out happens once, when an alert is stored, in the same transaction: an alert accepted from the
+stream has all its deliveries (or the record of why one was withheld) before its offset moves on.
+Storing an alert again changes nothing, and a delivery keeps its ``webhook-id`` and body for good,
+which is what makes at-least-once processing safe for receivers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from sinks.sql.models import (
+    AlertRow,
+    Consent,
+    Delivery,
+    DeliveryAttempt,
+    Organization,
+    Subscription,
+    WithheldDelivery,
+)
+from sinks.webhooks.disclosure import Part2Rule
+from sinks.webhooks.payloads import JSON, envelope, render
+from sinks.webhooks.retries import Decision, Result, outcome_label
+from streams.metrics import DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
+from streams.models import Alert
+
+log = logging.getLogger(__name__)
+# Renders a delivery's body and content type, given its event number (None when not counted).
+BodyFn = Callable[[int | None], tuple[str, str]]
+_WEBHOOK_NAMESPACE = uuid.UUID("0f9c3a51-2b7e-4d8a-9a57-0c8a2f61d3b4")
+ERROR_CHARS = 500
+
+
+def wants(event_types: str, alert_type: str) -> bool:
+    """Whether a subscription's comma-separated patterns take this event type."""
+    return any(fnmatch.fnmatchcase(alert_type, p.strip()) for p in event_types.split(",") if p.strip())
+
+
+def passes(filters: dict[str, list[str]], alert: Alert) -> bool:
+    """A subscription's optional filters: an empty or absent list lets everything through."""
+    measures, facilities = filters.get("measures"), filters.get("facilities")
+    if measures and (alert.gap is None or alert.gap.measure_id not in measures):
+        return False
+    return not (facilities and alert.facility not in facilities)
+
+
+def webhook_id(key: str, subscription_id: str) -> str:
+    """Stable per event and subscription, so a receiver de-duplicates redeliveries by it."""
+    return f"msg_{uuid.uuid5(_WEBHOOK_NAMESPACE, f'{key}|{subscription_id}').hex}"
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    webhook_id: str
+    subscription_id: str
+    organization_id: str
+    endpoint: str
+    url: str
+    secrets: tuple[str, ...]
+    body: str
+    content_type: str
+    attempts: int
+    received_at_ms: int
+    member_id: str | None
+    event_type: str
+    alert_id: str | None
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    job: DeliveryJob
+    result: Result
+    decision: Decision
+    duration_ms: float
+    at: float
+
+
+class Outbox:
+    def __init__(self, session: sessionmaker[Session], insert: Callable, part2: Part2Rule,
+                 disable_after_s: float = 5 * 24 * 3600.0):
+        self._session, self._insert, self._part2 = session, insert, part2
+        self.disable_after_s = disable_after_s
+
+    # -- queueing ---------------------------------------------------------------------------------
+    def _queue(self, s: Session, sub: Subscription, key: str, event_type: str, body_for: BodyFn,
+               numbered: bool, alert_id: str | None = None, member_id: str | None = None,
+               received_at_ms: int | None = None) -> str | None:
+        """One delivery, unless it exists already. Inserted before it is numbered, so a concurrent
+        second fan-out of the same event neither duplicates it nor leaves a hole in the numbers."""
+        wid, now = webhook_id(key, sub.id), time.time()
+        inserted = s.execute(self._insert(Delivery).values(
+            webhook_id=wid, alert_id=alert_id, subscription_id=sub.id, organization_id=sub.organization_id,
+            member_id=member_id, event_type=event_type, body="", received_at_ms=received_at_ms or int(now * 1000),
+            created_at=now, status="pending", attempts=0, next_attempt_at=now,
+        ).on_conflict_do_nothing()).rowcount
+        if not inserted:
+            return None
+        number = None
+        if numbered:
+            number = s.execute(update(Subscription).where(Subscription.id == sub.id).values(
+                events_since_start=Subscription.events_since_start + 1, last_sent_at=now)
+                .returning(Subscription.events_since_start)).scalar_one()
+        body, content_type = body_for(number)
+        s.execute(update(Delivery).where(Delivery.webhook_id == wid).values(
+            body=body, content_type=content_type, event_number=number))
+        return wid
+
+    def _recipients(self, s: Session, alert: Alert) -> list[Subscription]:
+        """Subscriptions of the organization the member is attributed to, and plan-level ones."""
+        plan_orgs = select(Organization.id).where(Organization.plan_level.is_(True))
+        scoped = [and_(Subscription.scope == "plan", Subscription.organization_id.in_(plan_orgs))]
+        if alert.organization_id:
+            scoped.append(and_(Subscription.scope == "attributed",
+                               Subscription.organization_id == alert.organization_id))
+        # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
+        subs = s.scalars(select(Subscription).where(or_(*scoped), Subscription.status != "deleted")
+                         .order_by(Subscription.id)).all()
+        return [sub for sub in subs if wants(sub.event_types, alert.alert_type)
+                and passes(json.loads(sub.filters or "{}"), alert)]
+
+    def _consenting(self, s: Session, member_id: str) -> set[str]:
+        return set(s.scalars(select(Consent.organization_id).where(
+            Consent.member_id == member_id, Consent.kind == "part2", Consent.revoked_at.is_(None))))
+
+    def save_alert(self, alert: Alert) -> int:
+        """Store the alert and queue it for every subscription that may and wants to receive it.
+        Returns how many deliveries were queued now (0 when the alert was stored before)."""
+        payload = json.dumps(alert.to_record(), sort_keys=True)
+        queued = 0
+        with self._session.begin() as s:
+            s.execute(self._insert(AlertRow).values(
+                alert_id=alert.alert_id, alert_type=alert.alert_type, member_id=alert.member_id,
+                organization_id=alert.organization_id, facility=alert.facility,
+                visit_number=alert.visit_number, event_type=alert.event_type, occurred_at=alert.occurred_at,
+                received_at_ms=alert.received_at_ms, created_at_ms=alert.created_at_ms, payload=payload,
+            ).on_conflict_do_nothing(index_elements=["alert_id"]))
+            if not alert.member_id:
+                return 0
+            recipients = self._recipients(s, alert)
+            sensitive = self._part2.reason(alert)
+            redacted = self._part2.redacted(alert)
+            consenting = self._consenting(s, alert.member_id) if recipients and (
+                sensitive or redacted is not alert) else set()
+            for sub in recipients:
+                consented = sub.organization_id in consenting
+                if sensitive and not consented:
+                    self._withhold(s, alert, sub, sensitive)
+                    continue
+                shown = alert if consented else redacted
+                queued += self._queue(
+                    s, sub, alert.alert_id, alert.alert_type,
+                    lambda n, sub=sub, shown=shown: render(shown, sub.payload_format, sub.id, n),
+                    numbered=True, alert_id=alert.alert_id, member_id=alert.member_id,
+                    received_at_ms=alert.received_at_ms) is not None
+        return queued
+
+    def _withhold(self, s: Session, alert: Alert, sub: Subscription, reason: str) -> None:
+        inserted = s.execute(self._insert(WithheldDelivery).values(
+            alert_id=alert.alert_id, subscription_id=sub.id, organization_id=sub.organization_id,
+            member_id=alert.member_id, event_type=alert.alert_type, reason=reason, at=time.time(),
+        ).on_conflict_do_nothing()).rowcount
+        if inserted:
+            DELIVERIES_WITHHELD.labels(reason="part2").inc()
+            log.info("withheld a %s event from subscription %s: %s", alert.alert_type, sub.id, reason)
+
+    def notify(self, s: Session, organization_id: str, event_type: str, key: str, data: dict[str, Any],
+               exclude: str | None = None) -> int:
+        """An event about delivery itself (delivery.exhausted, endpoint.disabled) to the organization's
+        subscriptions that want it, other than the one it is about."""
+        subs = s.scalars(select(Subscription).where(Subscription.organization_id == organization_id,
+                                                    Subscription.id != (exclude or ""),
+                                                    Subscription.status != "deleted")).all()
+        now_ms = int(time.time() * 1000)
+        return sum(self._queue(s, sub, key, event_type, _notice(event_type, now_ms, sub.id, data), numbered=True)
+                   is not None
+                   for sub in subs if wants(sub.event_types, event_type))
+
+    def ping(self, subscription_id: str) -> str:
+        """A test event to one subscription, not counted among its events."""
+        with self._session.begin() as s:
+            sub = s.get_one(Subscription, subscription_id)
+            now_ms = int(time.time() * 1000)
+            wid = self._queue(s, sub, f"ping|{uuid.uuid4()}", "ping",
+                              _notice("ping", now_ms, sub.id, {"message": "ping from gapstream"}), numbered=False)
+            assert wid is not None  # a fresh key
+            return wid
+
+    def queue_heartbeats(self, now: float) -> int:
+        """A heartbeat to every active subscription that asked for one and has been sent nothing for
+        its period. Claimed by a conditional update, so two workers do not both send one."""
+        queued = 0
+        with self._session.begin() as s:
+            idle = s.scalars(select(Subscription).where(
+                Subscription.status == "active", Subscription.heartbeat_period_s.is_not(None),
+                Subscription.last_sent_at + Subscription.heartbeat_period_s <= now)).all()
+            for sub in idle:
+                claimed = s.execute(update(Subscription).where(
+                    Subscription.id == sub.id, Subscription.last_sent_at == sub.last_sent_at).values(
+                    last_sent_at=now)).rowcount
+                if claimed:
+                    data = {"events_since_subscription_start": sub.events_since_start}
+                    queued += self._queue(s, sub, f"heartbeat|{now}", "heartbeat",
+                                          _notice("heartbeat", int(now * 1000), sub.id, data),
+                                          numbered=False) is not None
+        return queued
+
+    # -- the dispatcher's side --------------------------------------------------------------------
+    def claim_due(self, now: float, lease_s: float, per_endpoint: dict[str, int], default_slots: int,
+                  busy: Collection[tuple[str, str | None]] = (), limit: int = 500) -> list[DeliveryJob]:
+        """Due deliveries of active subscriptions, at most ``per_endpoint[endpoint]`` (else
+        ``default_slots``) per endpoint, oldest first, one per subscription and member at a time (a
+        member's events reach an endpoint in order), leased for ``lease_s`` so no other dispatcher
+        sends them meanwhile."""
+        full = [e for e, free in per_endpoint.items() if free <= 0]
+        rank = func.row_number().over(partition_by=Subscription.endpoint, order_by=Delivery.next_attempt_at)
+        due = (select(Delivery.webhook_id, Subscription.endpoint, Delivery.subscription_id, Delivery.member_id,
+                      Delivery.next_attempt_at, rank.label("rank"))
+               .join(Subscription, Subscription.id == Delivery.subscription_id)
+               .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
+                      Subscription.status == "active", Subscription.endpoint.not_in(full))
+               .subquery())
+        max_slots = max([default_slots, *per_endpoint.values()])
+        candidates = []
+        with self._session() as s:
+            candidates = s.execute(select(due).where(due.c.rank <= max_slots)
+                                   .order_by(due.c.next_attempt_at).limit(limit)).all()
+        taken: list[str] = []
+        seen, counts = set(busy), dict.fromkeys(per_endpoint, 0)
+        for wid, endpoint, sub_id, member_id, _, _ in candidates:
+            key = (sub_id, member_id)
+            if counts.get(endpoint, 0) >= per_endpoint.get(endpoint, default_slots) or (member_id and key in seen):
+                continue
+            seen.add(key)
+            counts[endpoint] = counts.get(endpoint, 0) + 1
+            taken.append(wid)
+        if not taken:
+            return []
+        with self._session.begin() as s:
+            # Due at the time of the update, or another dispatcher leased it in between.
+            claimed = set(s.scalars(update(Delivery).where(
+                Delivery.webhook_id.in_(taken), Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                .values(next_attempt_at=now + lease_s).returning(Delivery.webhook_id)))
+            rows = s.execute(select(Delivery, Subscription)
+                             .join(Subscription, Subscription.id == Delivery.subscription_id)
+                             .where(Delivery.webhook_id.in_(claimed))).all()
+        by_id = {d.webhook_id: (d, sub) for d, sub in rows}
+        return [self._job(*by_id[w], now) for w in taken if w in by_id]
+
+    @staticmethod
+    def _job(d: Delivery, sub: Subscription, now: float) -> DeliveryJob:
+        secrets = (sub.secret,)
+        if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
+            secrets += (sub.previous_secret,)
+        return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
+                           d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
+
+    def record(self, results: Iterable[AttemptResult]) -> int:
+        """Apply a batch of attempt results; returns how many notices (delivery.exhausted,
+        endpoint.disabled) were queued by it."""
+        notices = 0
+        with self._session.begin() as s:
+            for r in results:
+                notices += self._apply(s, r)
+        return notices
+
+    def _apply(self, s: Session, r: AttemptResult) -> int:
+        job, decision, attempt = r.job, r.decision, r.job.attempts + 1
+        error = None if decision.outcome == "delivered" else _error(r.result)
+        s.add(DeliveryAttempt(webhook_id=job.webhook_id, attempt=attempt, at=r.at, outcome=outcome_label(r.result),
+                              status_code=r.result.status_code, duration_ms=r.duration_ms, error=error))
+        values: dict[str, Any] = {"attempts": attempt, "last_error": error}
+        if decision.outcome == "delivered":
+            values.update(status="delivered", delivered_at=r.at)
+        elif decision.outcome == "exhausted":
+            values.update(status="exhausted")
+        elif decision.outcome == "retry":
+            values.update(next_attempt_at=decision.retry_at)
+        else:  # gone: stays queued, and goes out if the organization enables the endpoint again
+            values.update(next_attempt_at=r.at)
+        s.execute(update(Delivery).where(Delivery.webhook_id == job.webhook_id).values(**values))
+        if decision.outcome == "delivered":
+            s.execute(update(Subscription).where(Subscription.id == job.subscription_id,
+                                                 Subscription.failing_since.is_not(None)).values(failing_since=None))
+            return 0
+        notices = 0
+        if decision.outcome == "exhausted":
+            WEBHOOKS_EXHAUSTED.inc()
+            notices += self.notify(s, job.organization_id, "delivery.exhausted", f"exhausted|{job.webhook_id}", {
+                "subscription_id": job.subscription_id, "webhook_id": job.webhook_id, "event_type": job.event_type,
+                "alert_id": job.alert_id, "attempts": attempt, "last_error": error}, exclude=job.subscription_id)
+        sub = s.get_one(Subscription, job.subscription_id)
+        if sub.failing_since is None:
+            sub.failing_since = r.at
+        if decision.outcome == "gone":
+            notices += self.disable(s, sub, "the endpoint answered 410 Gone", r.at)
+        elif r.at - sub.failing_since >= self.disable_after_s:
+            notices += self.disable(s, sub, f"failing since {_iso(sub.failing_since)}", r.at)
+        return notices
+
+    def disable(self, s: Session, sub: Subscription, reason: str, at: float) -> int:
+        if sub.status == "disabled":
+            return 0
+        sub.status, sub.disabled_reason = "disabled", reason
+        ENDPOINTS_DISABLED.inc()
+        log.warning("disabled subscription %s: %s", sub.id, reason)
+        return self.notify(s, sub.organization_id, "endpoint.disabled", f"disabled|{sub.id}|{at}",
+                           {"subscription_id": sub.id, "url": sub.url, "reason": reason}, exclude=sub.id)
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def status(self, subscription_id: str) -> dict[str, Any]:
+        with self._session() as s:
+            sub = s.get_one(Subscription, subscription_id)
+            counts = dict(s.execute(select(Delivery.status, func.count()).where(
+                Delivery.subscription_id == subscription_id).group_by(Delivery.status)).all())
+            last = s.execute(select(Delivery.last_error, Delivery.event_number).where(
+                Delivery.subscription_id == subscription_id, Delivery.last_error.is_not(None))
+                .order_by(Delivery.created_at.desc()).limit(1)).first()
+            delivered = s.scalar(select(func.max(Delivery.event_number)).where(
+                Delivery.subscription_id == subscription_id, Delivery.status == "delivered"))
+        return {"subscription_id": sub.id, "status": sub.status, "disabled_reason": sub.disabled_reason,
+                "events_since_subscription_start": sub.events_since_start,
+                "last_delivered_event_number": delivered,
+                "pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
+                "exhausted": counts.get("exhausted", 0),
+                "failing_since": _iso(sub.failing_since) if sub.failing_since else None,
+                "last_error": last[0] if last else None}
+
+    def events(self, subscription_id: str, first: int, last: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """The subscription's events numbered ``first`` to ``last``, with their bodies as sent."""
+        with self._session() as s:
+            rows = s.scalars(select(Delivery).where(
+                Delivery.subscription_id == subscription_id, Delivery.event_number >= first,
+                Delivery.event_number <= last).order_by(Delivery.event_number).limit(limit)).all()
+        return [{"event_number": d.event_number, "webhook_id": d.webhook_id, "event_type": d.event_type,
+                 "status": d.status, "attempts": d.attempts, "created_at": _iso(d.created_at),
+                 "content_type": d.content_type, "body": d.body} for d in rows]
+
+    def message(self, subscription_id: str, wid: str) -> tuple[Delivery, list[DeliveryAttempt]] | None:
+        with self._session() as s:
+            d = s.get(Delivery, wid)
+            if d is None or d.subscription_id != subscription_id:
+                return None
+            return d, list(s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.webhook_id == wid)
+                                     .order_by(DeliveryAttempt.attempt)))
+
+    def resend(self, subscription_id: str, wid: str | None = None, since: float | None = None) -> int:
+        """Queue again, under the same webhook ids and with a fresh retry schedule, one message or
+        every event since a time. Returns how many."""
+        where = [Delivery.subscription_id == subscription_id]
+        where.append(Delivery.webhook_id == wid if wid is not None else Delivery.created_at >= (since or 0))
+        with self._session.begin() as s:
+            return s.execute(update(Delivery).where(*where).values(
+                status="pending", attempts=0, next_attempt_at=time.time(), delivered_at=None)).rowcount
+
+    def alert_for(self, organization_id: str, alert_id: str) -> dict[str, Any] | None:
+        """The alert as the organization may see it: only if it was queued for one of its
+        subscriptions, and without Part 2 content unless the member consented."""
+        with self._session() as s:
+            row = s.get(AlertRow, alert_id)
+            sent = s.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.alert_id == alert_id, Delivery.organization_id == organization_id))
+            if row is None or not sent:
+                return None
+            alert = Alert.from_record(json.loads(row.payload))
+            consented = organization_id in self._consenting(s, alert.member_id) if alert.member_id else False
+        return (alert if consented else self._part2.redacted(alert)).to_record()
+
+    # -- accounting of disclosures ----------------------------------------------------------------
+    def disclosures(self, member_id: str) -> list[dict[str, Any]]:
+        """Every event about the member queued for an organization (with what became of it), and
+        every one withheld, oldest first."""
+        with self._session() as s:
+            sent = s.execute(select(Delivery, Subscription.endpoint).join(
+                Subscription, Subscription.id == Delivery.subscription_id).where(Delivery.member_id == member_id)).all()
+            withheld = s.execute(select(WithheldDelivery, Subscription.endpoint).join(
+                Subscription, Subscription.id == WithheldDelivery.subscription_id)
+                .where(WithheldDelivery.member_id == member_id)).all()
+        rows = [{"at": d.created_at, "organization_id": d.organization_id, "subscription_id": d.subscription_id,
+                 "endpoint": endpoint, "event_type": d.event_type, "alert_id": d.alert_id,
+                 "webhook_id": d.webhook_id, "outcome": d.status,
+                 "delivered_at": _iso(d.delivered_at) if d.delivered_at else None, "reason": None}
+                for d, endpoint in sent]
+        rows += [{"at": w.at, "organization_id": w.organization_id, "subscription_id": w.subscription_id,
+                  "endpoint": endpoint, "event_type": w.event_type, "alert_id": w.alert_id, "webhook_id": None,
+                  "outcome": "withheld", "delivered_at": None, "reason": w.reason} for w, endpoint in withheld]
+        rows.sort(key=lambda r: r["at"])
+        return [{**r, "at": _iso(r["at"])} for r in rows]
+
+
+def _notice(event_type: str, at_ms: int, subscription_id: str, data: dict[str, Any]) -> BodyFn:
+    """The body of an event gapstream raises itself (ping, heartbeat, delivery notices)."""
+    return lambda number: (envelope(event_type, at_ms, subscription_id, number, data), JSON)
+
+
+def _error(result: Result) -> str:
+    if result.status_code is not None:
+        text = f"HTTP {result.status_code}"
+    else:
+        text = f"{result.error or 'no answer'}: {result.detail}" if result.detail else (result.error or "no answer")
+    return text[:ERROR_CHARS]
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""The HTTP API for organizations: subscriptions, delivery recovery, disclosures."""
