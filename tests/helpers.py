@@ -28,14 +28,15 @@ ED_FILES = ["elixirhl7_NIST_SS_ADT_A03_ED_v251.hl7", "msfhirconv_ADT04-251.hl7"]
 class Received:
     headers: dict[str, str]
     body: str
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass
 class Receiver:
     """An HTTP endpoint in a thread that records every request and answers from ``script``
-    (a list of status codes consumed in order, then 200)."""
+    (status codes, or (status, headers) pairs, consumed in order; then 200)."""
     port: int = field(default_factory=free_port)
-    script: list[int] = field(default_factory=list)
+    script: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     delay_s: float = 0.0
     secret: str = ""
     requests: list[Received] = field(default_factory=list)
@@ -48,10 +49,12 @@ class Receiver:
         ready = threading.Event()
 
         async def handle(request: web.Request) -> web.Response:
-            self.requests.append(Received(dict(request.headers), await request.text()))
+            self.requests.append(Received(dict(request.headers), await request.text(), time.monotonic()))
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            return web.Response(status=self.script.pop(0) if self.script else 200)
+            answer = self.script.pop(0) if self.script else 200
+            status, headers = answer if isinstance(answer, tuple) else (answer, {})
+            return web.Response(status=status, headers=headers)
 
         def serve() -> None:
             loop = asyncio.new_event_loop()
@@ -121,7 +124,8 @@ class WorkerProcess:
 def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProcess:
     web_port = free_port()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
-           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_BACKOFF_S": "0.2,0.5,1",
+           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1",
+           "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
            "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "0.5", **extra_env}
     env.pop("DATABASE_URL", None)
     log = open(data_dir / "worker.log", "ab")

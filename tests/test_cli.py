@@ -1,4 +1,5 @@
 """The command line as an operator or a script uses it."""
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,8 @@ import pytest
 
 COMMANDS = [[], ["broker"], ["worker"], ["mllp"], ["load"], ["load", "eligibility"], ["load", "providers"],
             ["load", "rif"], ["subscriptions"],
-            ["subscriptions", "add"], ["receiver"], ["generate"], ["demo"]]
+            ["subscriptions", "add"], ["organizations"], ["organizations", "add"], ["organizations", "token"],
+            ["organizations", "plan-level"], ["receiver"], ["generate"], ["demo"]]
 
 
 def gapstream(*args, env=None, timeout=60):
@@ -43,10 +45,31 @@ def test_a_secret_must_be_in_standard_webhooks_form(tmp_path):
     assert result.returncode != 0 and "whsec_" in result.stderr
 
 
-def test_subscriptions_add_prints_the_new_id(tmp_path):
+def test_subscriptions_add_prints_the_new_id_and_secret(tmp_path):
     result = gapstream("subscriptions", "add", "--organization", "O", "--url", "https://example.org/h",
-                       "--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
-    assert result.returncode == 0 and result.stdout.startswith("sub_")
+                       env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["id"].startswith("sub_") and printed["secret"].startswith("whsec_")
+
+
+def test_a_loopback_url_needs_the_allow_list(tmp_path):
+    args = ["subscriptions", "add", "--organization", "O", "--url", "http://127.0.0.1:9/h"]
+    refused = gapstream(*args, env={"GAPSTREAM_DATA_DIR": str(tmp_path)})
+    assert refused.returncode != 0 and "only https" in refused.stderr
+    allowed = gapstream(*args, env={"GAPSTREAM_DATA_DIR": str(tmp_path),
+                                    "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"})
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_an_organization_gets_a_token_once_and_the_plan_level_role_needs_a_reason(tmp_path):
+    env = {"GAPSTREAM_DATA_DIR": str(tmp_path)}
+    token = gapstream("organizations", "add", "ORG9", "--name", "Nine", env=env)
+    assert token.returncode == 0 and token.stdout.startswith("gst_")
+    assert token.stdout.strip() not in (tmp_path / "gapstream.db").read_bytes().decode(errors="ignore")
+    assert gapstream("organizations", "add", "ORG9", "--name", "Nine", env=env).returncode != 0
+    granted = gapstream("organizations", "plan-level", "ORG9", "--grant", "--by", "cmo", "--reason", "", env=env)
+    assert granted.returncode != 0 and "reason" in granted.stderr
 
 
 def test_generate_writes_a_population_and_feed(tmp_path):

@@ -1,16 +1,26 @@
-"""Signed webhook delivery to a real HTTP endpoint on loopback, with retries."""
+"""Signed webhook delivery to real HTTP endpoints on loopback: retries, Retry-After, 410, isolation
+of a hanging endpoint, secret rotation, SSRF refusals and the FHIR notification payload."""
 import asyncio
+import email.utils
+import ipaddress
+import json
+import random
 import time
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from sinks.sql.store import Store
+from sinks.sql.subscriptions import Spec, SubscriptionError
 from sinks.webhooks.dispatcher import Dispatcher
-from sinks.webhooks.payloads import alert_body
+from sinks.webhooks.egress import Egress, EgressRefused, forbidden
+from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, retry_after_s
 from sinks.webhooks.signing import new_secret, signed_headers
-from streams.models import Alert
+from streams.models import Alert, Diagnosis, Patient
 from tests.helpers import Receiver
+
+FAST = (0, 0.05, 0.1, 0.1)
 
 
 def test_signature_verifies_with_the_reference_library():
@@ -23,63 +33,257 @@ def test_signature_verifies_with_the_reference_library():
         Webhook(new_secret()).verify('{"a":1}', headers)
 
 
-def make_alert(alert_id: str) -> Alert:
+def test_during_rotation_either_secret_verifies():
+    old, new = new_secret(), new_secret()
+    headers = signed_headers([new, old], "msg_1", '{"a":1}')
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify('{"a":1}', headers) == Webhook(new).verify('{"a":1}', headers) == {"a": 1}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify('{"a":1}', headers)
+
+
+# -- the retry schedule, without a network --------------------------------------------------------
+def test_the_default_schedule_and_its_jitter():
+    rng = random.Random(7)
+    assert DEFAULT_SCHEDULE_S == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    for made, base in enumerate(DEFAULT_SCHEDULE_S[1:], start=1):
+        d = decide(Result(status_code=500), made, 1000.0, rng=rng)
+        assert d.outcome == "retry" and base * 0.8 <= d.retry_at - 1000.0 <= base * 1.2
+    assert decide(Result(status_code=500), len(DEFAULT_SCHEDULE_S), 0.0).outcome == "exhausted"
+
+
+@pytest.mark.parametrize("result,outcome", [
+    (Result(status_code=204), "delivered"), (Result(status_code=410), "gone"), (Result(status_code=302), "retry"),
+    (Result(status_code=400), "retry"), (Result(error="timeout"), "retry"), (Result(error="refused"), "retry")])
+def test_what_an_answer_means(result, outcome):
+    assert decide(result, 1, 0.0).outcome == outcome
+
+
+def test_retry_after_is_honoured_on_429_and_503_only():
+    assert decide(Result(status_code=429, retry_after="120"), 1, 0.0).retry_at == 120
+    http_date = email.utils.formatdate(1000.0 + 60, usegmt=True)
+    assert decide(Result(status_code=503, retry_after=http_date), 1, 1000.0).retry_at == pytest.approx(1060.0)
+    assert decide(Result(status_code=500, retry_after="120"), 1, 0.0).retry_at < 10
+    assert retry_after_s("10000000", 0) == 24 * 3600  # capped
+    assert retry_after_s("soon", 0) is None
+
+
+# -- SSRF ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+                                     "100.64.0.1", "224.0.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1",
+                                     "::ffff:10.0.0.1"])
+def test_non_public_addresses_are_refused(address):
+    assert forbidden(ipaddress.ip_address(address)) is not None
+
+
+def test_public_addresses_pass():
+    assert forbidden(ipaddress.ip_address("93.184.216.34")) is None
+    assert forbidden(ipaddress.ip_address("2606:2800:220:1::1")) is None
+
+
+def resolver(table):
+    return lambda host, port: table[host]
+
+
+@pytest.mark.parametrize("url,why", [
+    ("http://example.org/hook", "only https"),
+    ("https://127.0.0.1/hook", "loopback"),
+    ("https://10.0.0.5/hook", "private"),
+    ("https://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://[::1]/hook", "loopback"),
+    ("https://[fd00::5]/hook", "unique-local"),
+    ("https://100.64.1.1/hook", "carrier-grade NAT"),
+    ("https://internal.example/hook", "private"),
+    ("https://user:pw@example.org/hook", "credentials"),
+])
+def test_registration_refuses_urls_that_reach_inside(url, why):
+    egress = Egress([], resolver({"internal.example": ["10.9.8.7"], "example.org": ["93.184.216.34"]}))
+    with pytest.raises(EgressRefused, match=why):
+        egress.check(url)
+
+
+def test_a_name_resolving_to_loopback_is_refused_unless_allow_listed():
+    with pytest.raises(EgressRefused, match="loopback"):
+        Egress([]).check("https://localhost/hook")  # the system resolver
+    assert Egress(["localhost"]).check("http://localhost:8080/hook") == "http://localhost:8080"
+
+
+async def test_send_time_resolution_is_checked_again_and_pinned():
+    answers = {"hooks.example": ["93.184.216.34"]}
+    egress = Egress([], resolver(answers))
+    egress.check("https://hooks.example/h")
+    target = await egress.target("https://hooks.example/h?x=1")
+    assert (target.connect_url, target.host_header) == ("https://93.184.216.34:443/h?x=1", "hooks.example")
+    answers["rebound.example"] = ["10.0.0.1"]  # a name that now points inside
+    with pytest.raises(EgressRefused, match="private"):
+        await egress.target("https://rebound.example/h")
+
+
+# -- delivery to real endpoints --------------------------------------------------------------------
+def make_alert(alert_id: str, member: str = "M1", **fields) -> Alert:
     now = int(time.time() * 1000)
     return Alert(alert_id=alert_id, alert_type="adt.ed_visit", facility="F", event_type="A04",
-                 received_at_ms=now, created_at_ms=now, member_id="M1", organization_id="ORG1")
+                 received_at_ms=now, created_at_ms=now, member_id=member, organization_id="ORG1", **fields)
 
 
-async def deliver(tmp_path, receiver: Receiver, alerts: int = 1, **kwargs) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
-    secret = new_secret()
-    store.add_subscription("ORG1", receiver.url, secret)
-    receiver.secret = secret
-    for i in range(alerts):
-        store.save_alert(make_alert(f"a{i}"), alert_body)
-    dispatcher = Dispatcher(store, kwargs.pop("timeout_s", 2.0), kwargs.pop("max_attempts", 4), (0.1, 0.2),
+def new_store(tmp_path, allowed=("127.0.0.1",)) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", egress=Egress(allowed))
+    store.subscriptions.add_organization("ORG1", "One", "test")
+    return store
+
+
+def subscribe(store, receiver: Receiver, **spec) -> str:
+    described, receiver.secret = store.subscriptions.create("ORG1", Spec(url=receiver.url, **spec), "test")
+    return described["id"]
+
+
+async def run_until(store: Store, done, wait_s: float = 20.0, schedule=FAST, request_timeout_s: float = 2.0,
+                    **kwargs) -> None:
+    dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, request_timeout_s, schedule,
                             poll_interval_s=0.05, **kwargs)
     task = asyncio.create_task(dispatcher.run())
     try:
-        for _ in range(200):
-            if all(d.status != "pending" for d in store.deliveries()):
-                break
+        deadline = time.monotonic() + wait_s
+        while not done() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
         await dispatcher.close()
-    return store
+
+
+def settled(store):
+    return lambda: all(d.status != "pending" for d in store.deliveries())
 
 
 async def test_500_then_200_is_retried_under_the_same_webhook_id(tmp_path):
     receiver = Receiver(script=[500, 503]).start()
-    store = await deliver(tmp_path, receiver)
+    store = new_store(tmp_path)
+    subscribe(store, receiver)
+    store.outbox.save_alert(make_alert("a1"))
+    await run_until(store, settled(store))
     [delivery] = store.deliveries()
     assert delivery.status == "delivered" and delivery.attempts == 3
-    ids = {r.headers["webhook-id"] for r in receiver.requests}
-    assert ids == {delivery.webhook_id}
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery.webhook_id}
     for r in receiver.requests:  # every attempt is signed anew and verifies
         Webhook(receiver.secret).verify(r.body, r.headers)
     assert [a.status_code for a in store.attempts(delivery.webhook_id)] == [500, 503, 200]
 
 
-async def test_a_4xx_answer_is_not_retried(tmp_path):
-    receiver = Receiver(script=[400]).start()
-    store = await deliver(tmp_path, receiver)
+async def test_429_waits_as_long_as_retry_after_says(tmp_path):
+    receiver = Receiver(script=[(429, {"Retry-After": "1"})]).start()
+    store = new_store(tmp_path)
+    subscribe(store, receiver)
+    store.outbox.save_alert(make_alert("a1"))
+    await run_until(store, settled(store))
+    first, second = receiver.requests
+    assert second.at - first.at >= 0.95  # the schedule alone would have retried after 0.05 s
+
+
+async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path):
+    gone = Receiver(script=[410]).start()
+    moved = Receiver(script=[(302, {"Location": "http://10.0.0.1/steal"})] * 10).start()
+    store = new_store(tmp_path)
+    gone_id, moved_id = subscribe(store, gone), subscribe(store, moved)
+    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alert(make_alert("a2"))  # the same member's: sent after the first
+    await run_until(store, lambda: len(moved.requests) >= 3, wait_s=10)
+    assert len(gone.requests) == 1 and store.outbox.status(gone_id)["status"] == "disabled"
+    assert store.outbox.status(gone_id)["pending"] == 2  # kept for when the organization enables it again
+    outcomes = {a.outcome for d in store.deliveries() if d.subscription_id == moved_id
+                for a in store.attempts(d.webhook_id)}
+    assert outcomes == {"http_3xx"}  # a failure, retried; the Location was never requested
+
+
+async def test_exhausted_deliveries_are_kept_and_reported(tmp_path):
+    down = Receiver(script=[500] * 10).start()
+    ops = Receiver().start()
+    store = new_store(tmp_path)
+    down_id = subscribe(store, down, event_types=("adt.*",))
+    subscribe(store, ops, event_types=("delivery.exhausted",))
+    store.outbox.save_alert(make_alert("a1"))
+    await run_until(store, lambda: len(ops.requests) >= 1)
+    assert len(down.requests) == len(FAST)
+    assert store.outbox.status(down_id)["exhausted"] == 1
+    notice = json.loads(ops.requests[0].body)
+    Webhook(ops.secret).verify(ops.requests[0].body, ops.requests[0].headers)
+    assert notice["type"] == "delivery.exhausted" and notice["data"]["attempts"] == len(FAST)
+
+
+async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):
+    hanging = Receiver(delay_s=30).start()
+    healthy = Receiver().start()
+    store = new_store(tmp_path)
+    subscribe(store, hanging)
+    healthy_id = subscribe(store, healthy)
+    for i in range(40):
+        store.outbox.save_alert(make_alert(f"a{i}", member=f"M{i}"))
+    healthy_done = lambda: store.outbox.status(healthy_id)["delivered"] == 40  # noqa: E731
+    await run_until(store, healthy_done, endpoint_concurrency=4, request_timeout_s=15.0)
+    assert healthy_done()
+    # The hanging endpoint got only its own slots' worth, and none of them has answered yet.
+    assert len(hanging.requests) == 4
+    assert all(not store.attempts(d.webhook_id) for d in store.deliveries() if d.subscription_id != healthy_id)
+
+
+async def test_sends_are_signed_with_both_secrets_during_rotation(tmp_path):
+    receiver = Receiver().start()
+    store = new_store(tmp_path)
+    sub = subscribe(store, receiver)
+    old = receiver.secret
+    new, _ = store.subscriptions.rotate_secret("ORG1", sub, "test", overlap_s=3600)
+    store.outbox.save_alert(make_alert("a1"))
+    await run_until(store, settled(store))
+    [request] = receiver.requests
+    assert Webhook(old).verify(request.body, request.headers) == Webhook(new).verify(request.body, request.headers)
+
+
+async def test_a_refused_address_at_send_time_is_a_failed_attempt(tmp_path):
+    receiver = Receiver().start()
+    store = new_store(tmp_path)
+    sub = subscribe(store, receiver)
+    store.subscriptions.egress = Egress([])  # the operator took loopback off the allow-list
+    store.outbox.save_alert(make_alert("a1"))
+    dispatcher_egress = Egress([])
+    dispatcher = Dispatcher(store.outbox, dispatcher_egress, 2.0, (0, 30), poll_interval_s=0.05)
+    task = asyncio.create_task(dispatcher.run())
+    for _ in range(100):
+        if any(store.attempts(d.webhook_id) for d in store.deliveries()):
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await dispatcher.close()
     [delivery] = store.deliveries()
-    assert (delivery.status, delivery.attempts, len(receiver.requests)) == ("failed", 1, 1)
+    [attempt] = store.attempts(delivery.webhook_id)
+    assert attempt.outcome == "refused" and "only https" in attempt.error
+    assert receiver.requests == [] and store.outbox.status(sub)["pending"] == 1
 
 
-async def test_a_timeout_is_retried_and_the_attempts_give_up_at_the_limit(tmp_path):
-    receiver = Receiver(delay_s=1.0).start()
-    store = await deliver(tmp_path, receiver, timeout_s=0.2, max_attempts=2)
-    [delivery] = store.deliveries()
-    assert (delivery.status, delivery.attempts) == ("failed", 2)
-    assert [a.outcome for a in store.attempts(delivery.webhook_id)] == ["timeout", "timeout"]
+async def test_fhir_notifications_are_valid_da_vinci_bundles(tmp_path):
+    receiver = Receiver().start()
+    store = new_store(tmp_path)
+    subscribe(store, receiver, event_types=("adt.*",), payload_format="fhir")
+    store.outbox.save_alert(make_alert("a1", patient_class="E", occurred_at="2026-11-20T08:15:00-05:00",
+                                       visit_number="V1", patient=Patient(family_name="Doe", birth_date="1950-02-03",
+                                                                          sex="F"),
+                                       diagnoses=[Diagnosis(code="I10", description="Hypertension")]))
+    await run_until(store, settled(store))
+    [request] = receiver.requests
+    assert request.headers["Content-Type"] == "application/fhir+json"
+    Webhook(receiver.secret).verify(request.body, request.headers)
+    bundle = Bundle.model_validate_json(request.body)
+    header, patient, encounter, *_ = [e.resource for e in bundle.entry]
+    assert bundle.type == "message" and header.eventCoding.code == "notification-admit"
+    assert header.focus[0].reference == bundle.entry[2].fullUrl and encounter.class_fhir.code == "EMER"
+    assert patient.birthDate.isoformat() == "1950-02-03" and header.extension[0].valueInteger == 1
+    with pytest.raises(SubscriptionError, match="ADT events only"):
+        store.subscriptions.create("ORG1", Spec(url=receiver.url, event_types=("gap.*",), payload_format="fhir"), "t")
 
 
-async def test_refused_connection_is_recorded(tmp_path):
-    receiver = Receiver()  # never started: nothing listens on its port
-    store = await deliver(tmp_path, receiver, max_attempts=1)
-    [delivery] = store.deliveries()
-    assert delivery.status == "failed"
-    assert store.attempts(delivery.webhook_id)[0].outcome == "connection_error"
+async def test_heartbeats_reach_an_idle_subscriber(tmp_path):
+    receiver = Receiver().start()
+    store = new_store(tmp_path)
+    subscribe(store, receiver, heartbeat_period_s=1)
+    await run_until(store, lambda: len(receiver.requests) >= 2, wait_s=10, heartbeat_check_s=0.1)
+    beats = [json.loads(r.body) for r in receiver.requests]
+    assert {b["type"] for b in beats} == {"heartbeat"}
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == len(beats)  # each beat its own message

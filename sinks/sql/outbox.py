@@ -104,8 +104,8 @@ class Outbox:
             webhook_id=wid, alert_id=alert_id, subscription_id=sub.id, organization_id=sub.organization_id,
             member_id=member_id, event_type=event_type, body="", received_at_ms=received_at_ms or int(now * 1000),
             created_at=now, status="pending", attempts=0, next_attempt_at=now,
-        ).on_conflict_do_nothing()).rowcount
-        if not inserted:
+        ).on_conflict_do_nothing().returning(Delivery.webhook_id)).scalar()
+        if inserted is None:  # rowcount is not reliable for ON CONFLICT DO NOTHING on every driver
             return None
         number = None
         if numbered:
@@ -170,8 +170,8 @@ class Outbox:
         inserted = s.execute(self._insert(WithheldDelivery).values(
             alert_id=alert.alert_id, subscription_id=sub.id, organization_id=sub.organization_id,
             member_id=alert.member_id, event_type=alert.alert_type, reason=reason, at=time.time(),
-        ).on_conflict_do_nothing()).rowcount
-        if inserted:
+        ).on_conflict_do_nothing().returning(WithheldDelivery.id)).scalar()
+        if inserted is not None:
             DELIVERIES_WITHHELD.labels(reason="part2").inc()
             log.info("withheld a %s event from subscription %s: %s", alert.alert_type, sub.id, reason)
 
@@ -224,9 +224,10 @@ class Outbox:
         member's events reach an endpoint in order), leased for ``lease_s`` so no other dispatcher
         sends them meanwhile."""
         full = [e for e, free in per_endpoint.items() if free <= 0]
-        rank = func.row_number().over(partition_by=Subscription.endpoint, order_by=Delivery.next_attempt_at)
+        oldest_first = (Delivery.next_attempt_at, Delivery.event_number)
+        rank = func.row_number().over(partition_by=Subscription.endpoint, order_by=oldest_first)
         due = (select(Delivery.webhook_id, Subscription.endpoint, Delivery.subscription_id, Delivery.member_id,
-                      Delivery.next_attempt_at, rank.label("rank"))
+                      Delivery.next_attempt_at, Delivery.event_number, rank.label("rank"))
                .join(Subscription, Subscription.id == Delivery.subscription_id)
                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
                       Subscription.status == "active", Subscription.endpoint.not_in(full))
@@ -235,16 +236,24 @@ class Outbox:
         candidates = []
         with self._session() as s:
             candidates = s.execute(select(due).where(due.c.rank <= max_slots)
-                                   .order_by(due.c.next_attempt_at).limit(limit)).all()
+                                   .order_by(due.c.next_attempt_at, due.c.event_number).limit(limit)).all()
+        # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
+        # lease that expired (a crashed sender) made it due later than the next one.
+        first: dict[tuple[str, str], Any] = {}
+        for row in candidates:
+            key = (row.subscription_id, row.member_id)
+            if row.member_id and (key not in first or row.event_number < first[key].event_number):
+                first[key] = row
         taken: list[str] = []
-        seen, counts = set(busy), dict.fromkeys(per_endpoint, 0)
-        for wid, endpoint, sub_id, member_id, _, _ in candidates:
-            key = (sub_id, member_id)
-            if counts.get(endpoint, 0) >= per_endpoint.get(endpoint, default_slots) or (member_id and key in seen):
+        counts: dict[str, int] = {}
+        for row in candidates:
+            key = (row.subscription_id, row.member_id)
+            if row.member_id and (first[key] is not row or key in busy):
                 continue
-            seen.add(key)
-            counts[endpoint] = counts.get(endpoint, 0) + 1
-            taken.append(wid)
+            if counts.get(row.endpoint, 0) >= per_endpoint.get(row.endpoint, default_slots):
+                continue
+            counts[row.endpoint] = counts.get(row.endpoint, 0) + 1
+            taken.append(row.webhook_id)
         if not taken:
             return []
         with self._session.begin() as s:

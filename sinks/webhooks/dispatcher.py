@@ -89,22 +89,27 @@ class Dispatcher:
     async def _deliver(self, client: httpx.AsyncClient, job: DeliveryJob) -> None:
         started = time.monotonic()
         try:
-            result = await self._send(client, job)
-        except Exception as exc:  # a bug here must not stop the dispatcher; the lease expires and it retries
-            log.error("delivery failed unexpectedly: %s", where(exc))
-            result = Result(error="connection_error", detail=type(exc).__name__)
+            try:
+                result = await self._send(client, job)
+            except Exception as exc:  # a bug here must not stop the dispatcher; the lease expires and it retries
+                log.error("delivery failed unexpectedly: %s", where(exc))
+                result = Result(error="connection_error", detail=type(exc).__name__)
+            now = time.time()
+            decision = decide(result, job.attempts + 1, now, self._schedule)
+            WEBHOOK_ATTEMPTS.labels(outcome=outcome_label(result)).inc()
+            if decision.outcome == "delivered" and job.alert_id:
+                ADT_TO_WEBHOOK.observe(max(0.0, now - job.received_at_ms / 1000))
+            attempt = AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now)
+            if decision.outcome == "gone":  # disabled before the slot frees: nothing more goes to a gone endpoint
+                await self._write([attempt])
+            else:
+                self._results.put_nowait(attempt)
         finally:
             self._in_flight[job.endpoint] -= 1
             if self._in_flight[job.endpoint] <= 0:
                 del self._in_flight[job.endpoint]
             self._members.discard((job.subscription_id, job.member_id))
             self._wake.set()  # a slot is free
-        now = time.time()
-        decision = decide(result, job.attempts + 1, now, self._schedule)
-        WEBHOOK_ATTEMPTS.labels(outcome=outcome_label(result)).inc()
-        if decision.outcome == "delivered" and job.alert_id:
-            ADT_TO_WEBHOOK.observe(max(0.0, now - job.received_at_ms / 1000))
-        self._results.put_nowait(AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now))
 
     async def _send(self, client: httpx.AsyncClient, job: DeliveryJob) -> Result:
         try:
@@ -131,19 +136,22 @@ class Dispatcher:
         return Result(status_code=response.status_code, retry_after=response.headers.get("retry-after"))
 
     async def _record(self) -> None:
-        """Writes results in batches; a failed write is retried, the results are kept until then."""
         while True:
             batch = [await self._results.get()]
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            while True:
-                try:
-                    if await asyncio.to_thread(self._outbox.record, batch):
-                        self._wake.set()  # notices were queued
-                    break
-                except Exception as exc:
-                    log.error("recording %d delivery results failed, retrying: %s", len(batch), where(exc))
-                    await asyncio.sleep(1.0)
+            await self._write(batch)
+
+    async def _write(self, batch: list[AttemptResult]) -> None:
+        """A failed write is retried; the results are kept until then."""
+        while True:
+            try:
+                if await asyncio.to_thread(self._outbox.record, batch):
+                    self._wake.set()  # notices were queued
+                return
+            except Exception as exc:
+                log.error("recording %d delivery results failed, retrying: %s", len(batch), where(exc))
+                await asyncio.sleep(1.0)
 
     async def _heartbeats(self) -> None:
         while True:

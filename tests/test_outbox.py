@@ -1,0 +1,217 @@
+"""Who receives an alert, the numbered outbox the dispatcher works from, the results of attempts,
+recovery and the accounting of disclosures, on real SQLite and PostgreSQL."""
+import json
+import time
+
+import pytest
+
+from sinks.sql.outbox import AttemptResult, webhook_id
+from sinks.sql.subscriptions import Spec, SubscriptionError
+from sinks.webhooks.retries import Decision, Result
+from streams.models import Alert, Diagnosis, GapInfo
+
+
+def alert(alert_id="a1", org="ORG1", member="M1", alert_type="adt.ed_visit", **fields):
+    now = int(time.time() * 1000)
+    return Alert(alert_id=alert_id, alert_type=alert_type, facility="F", event_type="A04", received_at_ms=now,
+                 created_at_ms=now, member_id=member, organization_id=org, **fields)
+
+
+def gap(measure="FMC", status="open"):
+    return GapInfo(gap_id=f"{measure}|F|V1", measure_id=measure, measure_title="t", trigger_id="F|V1", status=status,
+                   window_start="2026-03-01", due="2026-03-08")
+
+
+def subscribe(store, org="ORG1", url="http://127.0.0.1:9/hook", **spec):
+    try:
+        store.subscriptions.organization(org)
+    except SubscriptionError:
+        store.subscriptions.add_organization(org, org, "test")
+    described, _ = store.subscriptions.create(org, Spec(url=url, **spec), "test")
+    return described["id"]
+
+
+def bodies(store, sub):
+    return [json.loads(d.body) for d in sorted(store.deliveries(), key=lambda d: d.event_number or 0)
+            if d.subscription_id == sub]
+
+
+def claim(store, now=None, slots=4, busy=()):
+    return store.outbox.claim_due((now or time.time()) + 1, 30, {}, slots, busy)
+
+
+def test_an_alert_stored_twice_is_queued_once_and_events_are_numbered_without_holes(store):
+    sub = subscribe(store)
+    assert store.outbox.save_alert(alert("a1")) == 1
+    assert store.outbox.save_alert(alert("a1")) == 0  # a redelivered Kafka message
+    assert store.outbox.save_alert(alert("a2")) == 1
+    assert [b["events_since_subscription_start"] for b in bodies(store, sub)] == [1, 2]
+    assert {d.webhook_id for d in store.deliveries()} == {webhook_id("a1", sub), webhook_id("a2", sub)}
+    assert store.outbox.status(sub)["events_since_subscription_start"] == 2
+
+
+def test_only_the_attributed_organization_and_granted_plan_level_subscriptions_receive(store):
+    mine = subscribe(store, "ORG1")
+    other = subscribe(store, "ORG2")
+    subscribe(store, "PLAN", scope="attributed")  # a plan org without the role sees only its attributed members
+    with pytest.raises(SubscriptionError, match="plan-level role"):
+        subscribe(store, "PLAN", scope="plan")
+    store.subscriptions.set_plan_level("PLAN", True, "reviewer", "care management contract")
+    plan = subscribe(store, "PLAN", scope="plan")
+    store.outbox.save_alert(alert("a1", org="ORG1"))
+    store.outbox.save_alert(alert("a2", org=None, member="M2"))  # attributed to nobody
+    got = {(d.subscription_id, d.alert_id) for d in store.deliveries()}
+    assert got == {(mine, "a1"), (plan, "a1"), (plan, "a2")}
+    assert other not in {s for s, _ in got}
+    assert [e["action"] for e in store.subscriptions.audit("PLAN")] == [
+        "organization.added", "plan_level.granted"]
+    store.subscriptions.set_plan_level("PLAN", False, "reviewer", "contract ended")
+    store.outbox.save_alert(alert("a3", org=None, member="M3"))
+    assert not any(d.alert_id == "a3" for d in store.deliveries())
+
+
+def test_event_types_and_filters_choose_what_a_subscription_receives(store):
+    adt = subscribe(store, event_types=("adt.*",))
+    cbp_only = subscribe(store, event_types=("gap.*",), filters={"measures": ["CBP"]})
+    other_facility = subscribe(store, filters={"facilities": ["ELSEWHERE"]})
+    store.outbox.save_alert(alert("a1"))
+    store.outbox.save_alert(alert("g1", alert_type="gap.opened", gap=gap("CBP")))
+    store.outbox.save_alert(alert("g2", alert_type="gap.opened", gap=gap("FMC")))
+    got = sorted((d.subscription_id, d.alert_id) for d in store.deliveries())
+    assert got == sorted([(adt, "a1"), (cbp_only, "g1")])
+    assert other_facility
+
+
+def test_payload_formats(store):
+    full = subscribe(store, payload_format="json-full")
+    thin = subscribe(store, payload_format="json-thin")
+    store.outbox.save_alert(alert("a1", cohorts=["high_risk@2026.1"]))
+    [f], [t] = bodies(store, full), bodies(store, thin)
+    assert f["type"] == "adt.ed_visit" and f["data"]["cohorts"] == ["high_risk@2026.1"]
+    assert t["data"] == {"alert_id": "a1", "alert_type": "adt.ed_visit", "member_id": "M1", "organization_id": "ORG1",
+                         "facility": "F", "visit_number": None, "occurred_at": None}
+    assert store.outbox.alert_for("ORG1", "a1")["cohorts"] == ["high_risk@2026.1"]  # what a thin payload points to
+    assert store.outbox.alert_for("ORG2", "a1") is None  # never sent to ORG2
+
+
+def test_part2_events_are_withheld_without_consent_and_recorded(store):
+    org1, org2 = subscribe(store, "ORG1"), subscribe(store, "ORG2", scope="attributed")
+    sud = alert("a1", diagnoses=[Diagnosis(code="F10.20")])
+    store.outbox.save_alert(sud)
+    assert store.deliveries() == []
+    [withheld] = store.outbox.disclosures("M1")
+    assert (withheld["outcome"], withheld["organization_id"]) == ("withheld", "ORG1")
+    assert "42 CFR Part 2" in withheld["reason"] and "F10" not in withheld["reason"]
+    store.subscriptions.record_consent("M1", "ORG1", "plan:privacy-office")
+    store.outbox.save_alert(alert("a2", diagnoses=[Diagnosis(code="F11.10")]))
+    assert [(d.subscription_id, d.alert_id) for d in store.deliveries()] == [(org1, "a2")]
+    # An ordinary ED alert listing an open FUA gap: the gap is left out for an organization without consent.
+    store.outbox.save_alert(alert("a3", member="M2", org="ORG2", open_gaps=[gap("FUA-7"), gap("FMC")]))
+    [b] = [b for b in bodies(store, org2)]
+    assert [g["measure_id"] for g in b["data"]["open_gaps"]] == ["FMC"]
+    assert [g["measure_id"] for g in store.outbox.alert_for("ORG2", "a3")["open_gaps"]] == ["FMC"]
+
+
+def test_claims_are_leased_limited_per_endpoint_and_one_per_member_at_a_time(store):
+    slow = subscribe(store, url="http://127.0.0.1:9/slow")
+    fast = subscribe(store, url="http://127.0.0.1:10/fast")
+    for i in range(6):
+        store.outbox.save_alert(alert(f"a{i}", member=f"M{i}"))
+    store.outbox.save_alert(alert("b", member="M0"))  # M0's second event
+    now = time.time() + 1
+    jobs = store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 2}, 3)
+    per_sub = {s: [j for j in jobs if j.subscription_id == s] for s in (slow, fast)}
+    assert (len(per_sub[slow]), len(per_sub[fast])) == (2, 3)
+    assert all(len([j for j in per_sub[s] if j.member_id == "M0"]) <= 1 for s in (slow, fast))
+    assert store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 0, "http://127.0.0.1:10": 0}, 3) == []
+    taken = {j.webhook_id for j in jobs}
+    again = store.outbox.claim_due(now, 30, {}, 100, busy={(j.subscription_id, j.member_id) for j in jobs})
+    assert not taken & {j.webhook_id for j in again}  # leased: nobody sends them twice meanwhile
+    assert taken <= {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {}, 100)}  # lease over
+
+
+def result(job, outcome, status=None, retry_at=None):
+    return AttemptResult(job, Result(status_code=status, error=None if status else "timeout"),
+                         Decision(outcome, retry_at), 1.0, time.time())
+
+
+def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(store):
+    hook = subscribe(store, url="http://127.0.0.1:9/hook", event_types=("adt.*",))
+    ops = subscribe(store, url="http://127.0.0.1:10/ops", event_types=("delivery.*", "endpoint.*"))
+    store.outbox.save_alert(alert("a1"))
+    [job] = claim(store)
+    assert store.outbox.record([result(job, "retry", 500, time.time() + 60)]) == 0
+    assert store.outbox.status(hook)["failing_since"] is not None
+    [job] = claim(store, time.time() + 61)
+    assert store.outbox.record([result(job, "exhausted", 500)]) == 1
+    [notice] = bodies(store, ops)
+    assert notice["type"] == "delivery.exhausted" and notice["data"]["webhook_id"] == job.webhook_id
+    assert "member_id" not in json.dumps(notice)
+    store.outbox.save_alert(alert("a2"))
+    job = next(j for j in claim(store) if j.subscription_id == hook)
+    store.outbox.record([result(job, "gone", 410)])
+    status = store.outbox.status(hook)
+    assert (status["status"], status["exhausted"], status["pending"]) == ("disabled", 1, 1)
+    assert [b["type"] for b in bodies(store, ops)] == ["delivery.exhausted", "endpoint.disabled"]
+    assert not any(j.subscription_id == hook for j in claim(store, time.time() + 100))  # disabled: not sent
+    store.subscriptions.set_status("ORG1", hook, "active", "test")  # the organization fixed it
+    assert [j.webhook_id for j in claim(store) if j.subscription_id == hook] == [job.webhook_id]
+
+
+def test_an_endpoint_failing_longer_than_allowed_is_disabled(store):
+    store.outbox.disable_after_s = 0.0
+    hook = subscribe(store)
+    store.outbox.save_alert(alert("a1"))
+    [job] = claim(store)
+    store.outbox.record([result(job, "retry", None, time.time() + 5)])
+    assert store.outbox.status(hook)["status"] == "disabled"
+
+
+def test_resend_and_redeliver_since_keep_the_webhook_ids(store):
+    sub = subscribe(store)
+    for i in range(3):
+        store.outbox.save_alert(alert(f"a{i}", member=f"M{i}"))
+    store.outbox.record([result(j, "delivered", 200) for j in claim(store)])
+    assert claim(store) == []
+    first = webhook_id("a0", sub)
+    assert store.outbox.resend(sub, first) == 1
+    assert [j.webhook_id for j in claim(store)] == [first]
+    assert store.outbox.resend(sub, None, since=0) == 3
+    assert {j.webhook_id for j in claim(store, time.time() + 100)} == {webhook_id(f"a{i}", sub) for i in range(3)}
+    assert [e["event_number"] for e in store.outbox.events(sub, 2, 3)] == [2, 3]
+
+
+def test_heartbeats_go_to_idle_subscriptions_once_per_period_and_are_not_counted(store):
+    sub = subscribe(store, heartbeat_period_s=60)
+    subscribe(store, url="http://127.0.0.1:10/quiet")  # asked for none
+    now = time.time()
+    assert store.outbox.queue_heartbeats(now) == 0  # just created: not idle yet
+    assert store.outbox.queue_heartbeats(now + 61) == 1
+    assert store.outbox.queue_heartbeats(now + 62) == 0
+    [beat] = bodies(store, sub)
+    assert beat["type"] == "heartbeat" and beat["data"] == {"events_since_subscription_start": 0}
+    assert "events_since_subscription_start" not in beat  # not an event of its own
+
+
+def test_secret_rotation_signs_with_both_until_the_overlap_ends(store):
+    sub = subscribe(store)
+    store.outbox.save_alert(alert("a1"))
+    [before] = claim(store)
+    new, _ = store.subscriptions.rotate_secret("ORG1", sub, "test", overlap_s=60)
+    [during] = claim(store, time.time() + 31)
+    assert during.secrets == (new, before.secrets[0])
+    [after] = claim(store, time.time() + 120)
+    assert after.secrets == (new,)
+    assert "secret.rotated" in [e["action"] for e in store.subscriptions.audit(sub)]
+
+
+def test_another_organizations_subscription_is_not_found(store):
+    sub = subscribe(store, "ORG1")
+    store.subscriptions.add_organization("ORG2", "Two", "test")
+    for call in (lambda: store.subscriptions.get("ORG2", sub),
+                 lambda: store.subscriptions.rotate_secret("ORG2", sub, "x"),
+                 lambda: store.subscriptions.set_status("ORG2", sub, "paused", "x"),
+                 lambda: store.subscriptions.change("ORG2", sub, {"url": "http://127.0.0.1:9/x"}, "x")):
+        with pytest.raises(SubscriptionError, match="no subscription"):
+            call()
+    assert store.subscriptions.of("ORG2") == []
