@@ -3,8 +3,9 @@ care gaps and their reports (the DEQM gaps-in-care bundle, worklists, scorecards
 
 Answers come from SQL (any worker can serve any member); changes a reviewer makes are published
 to the overrides topic and applied by the attribution agent like any other message.
-Authentication of organizations and reviewers comes with the subscription API (issue 5); until
-then the API is meant for the plan's internal network.
+What an organization reads about its own members (attribution list, worklist) is in
+streams/api/, behind its API token; the rest here is for the plan's internal network (reviewers,
+care management), which the operator keeps it on.
 """
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.sql.attribution import DisputeError
 from streams import topics
-from streams.attribution.lists import csv_text, entries, fhir_group
 from streams.caregaps.catalog import catalog, consolidated
 from streams.caregaps.deqm import gaps_bundle
-from streams.caregaps.reports import DISPUTE_ROUTE, scorecard, worklist
+from streams.caregaps.reports import DISPUTE_ROUTE, scorecard
 from streams.metrics import exposition
 from streams.pipeline import Pipeline
 
@@ -100,15 +100,6 @@ def register(p: Pipeline) -> None:
             """The member's gaps in care as a FHIR R4 document Bundle (Da Vinci DEQM shape)."""
             found = await asyncio.to_thread(p.store.gaps.for_member, member_id)
             return self.json(gaps_bundle(member_id, found, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
-
-    @app.page("/organizations/{organization_id}/worklist")
-    class Worklist(View):
-        async def get(self, request: Request, organization_id: str) -> Response:
-            """The open gaps of the organization's attributed members, soonest due first; ``?npi=`` for
-            one provider's panel."""
-            rows = await asyncio.to_thread(p.store.gaps.of_organization, organization_id, request.query.get("npi"))
-            return self.json({"organization_id": organization_id, "npi": request.query.get("npi"),
-                              "gaps": worklist(rows, dt.datetime.now(dt.UTC).date())})
 
     @app.page("/providers/{npi}/scorecard")
     class Scorecard(View):
@@ -194,18 +185,3 @@ def register(p: Pipeline) -> None:
     class Audit(View):
         async def get(self, request: Request, dispute_id: str) -> Response:
             return self.json([_row(e) for e in await asyncio.to_thread(store.audit, dispute_id)])
-
-    @app.page("/organizations/{organization_id}/attribution-list")
-    class AttributionList(View):
-        async def get(self, request: Request, organization_id: str) -> Response:
-            """?format=fhir (default) or csv; ?publish=true records this version for the next comparison."""
-            current = await asyncio.to_thread(store.members_of, organization_id)
-            previous = await asyncio.to_thread(store.last_published, organization_id)
-            listed = entries([(c.member_id, c.npi, c.effective_date) for c in current], previous)
-            as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            if request.query.get("publish") == "true":
-                as_of = await asyncio.to_thread(store.publish, organization_id,
-                                                {e.member_id: e.npi for e in listed if e.change != "dropped"})
-            if request.query.get("format") == "csv":
-                return self.text(csv_text(listed), content_type="text/csv")
-            return self.json(fhir_group(organization_id, listed, as_of))

@@ -88,17 +88,33 @@ def health(web_port: int) -> dict | None:
     return None
 
 
-def call(port: int, path: str, body: dict | None = None) -> tuple[int, Any]:
-    """GET (or POST ``body`` as JSON to) the worker's HTTP API; (status, JSON or text)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"content-type": "application/json"})
+def call(port: int, path: str, body: dict | None = None, token: str | None = None,
+         method: str | None = None) -> tuple[int, Any]:
+    """GET (or POST ``body`` as JSON to) the worker's HTTP API, with an organization's API token if
+    given; (status, JSON or text)."""
+    headers = {"content-type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     method=method or ("POST" if body is not None else "GET"),
+                                     data=json.dumps(body).encode() if body is not None else None, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             text = r.read().decode()
             return r.status, (json.loads(text) if r.headers.get_content_type() == "application/json" else text)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read().decode())
+
+
+def organization_token(env: dict[str, str], organization_id: str) -> str:
+    """An API token for the organization, added first if it is new (as an operator does it)."""
+    def gapstream(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    result = gapstream("organizations", "add", organization_id, "--name", organization_id)
+    if result.returncode != 0:
+        result = gapstream("organizations", "token", organization_id)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def metrics_text(port: int) -> str:

@@ -14,7 +14,7 @@ from streams.models import DeadLetter
 from streams.serialization.codec import AvroCodec
 from streams.sources.publish import publish
 from tests.claims_factory import fill, visit
-from tests.helpers import call, health, metrics_text, read_topic, start_worker, wait_for
+from tests.helpers import call, health, metrics_text, organization_token, read_topic, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 RIF = Path(__file__).parent / "fixtures" / "rif"
@@ -128,8 +128,11 @@ def test_an_accepted_add_dispute_attributes_a_member_nobody_had(worker):
 
 
 def test_attribution_list_as_fhir_group_and_csv_with_changes(worker):
-    port = worker.web_port
-    status, group = call(port, f"/organizations/{ORG}/attribution-list?publish=true")
+    port, token = worker.web_port, organization_token(worker.env, ORG)
+    assert call(port, f"/organizations/{ORG}/attribution-list")[0] == 401
+    other = organization_token(worker.env, "ORG-OTHER")
+    assert call(port, f"/organizations/{ORG}/attribution-list", token=other)[0] == 404
+    status, group = call(port, f"/organizations/{ORG}/attribution-list?publish=true", token=token)
     assert status == 200
     Group.model_validate(group) if hasattr(Group, "model_validate") else Group.parse_obj(group)
     assert group["quantity"] == 1
@@ -137,7 +140,7 @@ def test_attribution_list_as_fhir_group_and_csv_with_changes(worker):
     assert member["entity"]["reference"] == f"Patient/{MEMBER}"
     assert {e["url"].rsplit("/", 1)[1]: e.get("valueCode") or e["valueReference"]["reference"]
             for e in member["extension"]} == {"ext-changeType": "new", "ext-attributedProvider": f"Practitioner/{NPI}"}
-    _, again = call(port, f"/organizations/{ORG}/attribution-list")
+    _, again = call(port, f"/organizations/{ORG}/attribution-list", token=token)
     assert again["member"][0]["extension"][0]["valueCode"] == "nochange"
-    _, text = call(port, f"/organizations/{ORG}/attribution-list?format=csv")
+    _, text = call(port, f"/organizations/{ORG}/attribution-list?format=csv", token=token)
     assert text.splitlines() == ["member_id,attributed_npi,since,change", f"{MEMBER},{NPI},2021-05-14,nochange"]

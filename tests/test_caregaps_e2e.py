@@ -19,7 +19,7 @@ from streams.sources.publish import publish
 from streams.tools.demo import wait_listening
 from streams.tools.generate import AdtFeed, Member
 from tests.claims_factory import visit, void
-from tests.helpers import Receiver, call, start_worker, wait_for
+from tests.helpers import Receiver, call, organization_token, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 ORG, PCP = "ORG-GAPS", "1999999984"
@@ -168,15 +168,15 @@ def test_a_screening_gap_opened_with_the_coverage_reaches_the_attributed_organiz
 
 def test_reports_list_the_gaps_of_the_organizations_members(stack):
     # After the screening test: the COL-E gap of SCREENED is open and in SQL.
-    port = stack["worker"].web_port
+    port, token = stack["worker"].web_port, organization_token(stack["worker"].env, ORG)
 
     def listed():
-        gaps = call(port, f"/organizations/{ORG}/worklist")[1]["gaps"]
+        gaps = call(port, f"/organizations/{ORG}/worklist", token=token)[1]["gaps"]
         return [g for g in gaps if (g["member_id"], g["measure_id"]) == (SCREENED, "COL-E")]
 
     [entry] = wait_for(listed, 60, message="COL-E gap on the organization's worklist")
     assert entry["npi"] == PCP and entry["due"] == f"{TODAY.year}-12-31"
-    assert call(port, "/organizations/ORG-NOBODY/worklist")[1]["gaps"] == []
+    assert call(port, "/organizations/ORG-NOBODY/worklist", token=token)[0] == 404  # not this token's
 
     status, bundle = call(port, f"/gaps/{SCREENED}/report")
     Bundle.model_validate(bundle)

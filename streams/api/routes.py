@@ -36,6 +36,13 @@ class Call:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Text:
+    """A non-JSON answer (CSV)."""
+    content: str
+    content_type: str
+
+
 Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
 
 
@@ -114,6 +121,8 @@ def _view_method(route: Route, subscriptions: SubscriptionStore) -> Callable:
             status, payload = 404, {"error": str(exc)}
         except SubscriptionError as exc:
             status, payload = 400, {"error": str(exc)}
+        if isinstance(payload, Text):
+            return view.text(payload.content, content_type=payload.content_type, status=status)
         return view.json(payload, status=status)
     method.__name__ = route.method
     return method

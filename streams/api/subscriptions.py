@@ -9,7 +9,9 @@ import datetime as dt
 from typing import Any
 
 from sinks.sql.subscriptions import Spec
-from streams.api.routes import Api, ApiError, Call
+from streams.api.routes import Api, ApiError, Call, Text
+from streams.attribution.lists import csv_text, entries, fhir_group
+from streams.caregaps.reports import worklist
 from streams.pipeline import Pipeline
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -150,6 +152,36 @@ def build_api(p: Pipeline) -> Api:
         if found is None:
             raise ApiError(404, f"no alert {call.params['alert_id']}")
         return 200, found
+
+    def own_organization(call: Call) -> str:
+        """The organization in the path, when it is the caller's (or the caller has the plan-level role)."""
+        org = call.params["organization_id"]
+        if call.organization.id != org and not call.organization.plan_level:  # type: ignore[union-attr]
+            raise ApiError(404, f"no organization {org} for this token")
+        return org
+
+    @api.route("get", "/organizations/{organization_id}/attribution-list",
+               "The organization's attributed members as a FHIR Group (format=fhir) or CSV (format=csv), each marked "
+               "new, changed or unchanged since the list last published (publish=true publishes this one)",
+               query=("format", "publish"))
+    async def attribution_list(call: Call) -> tuple[int, Any]:
+        org, store = own_organization(call), p.store.attribution
+        current = await run(store.members_of, org)
+        previous = await run(store.last_published, org)
+        listed = entries([(c.member_id, c.npi, c.effective_date) for c in current], previous)
+        as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        if call.query.get("publish") == "true":
+            as_of = await run(store.publish, org, {e.member_id: e.npi for e in listed if e.change != "dropped"})
+        if call.query.get("format") == "csv":
+            return 200, Text(csv_text(listed), "text/csv")
+        return 200, fhir_group(org, listed, as_of)
+
+    @api.route("get", "/organizations/{organization_id}/worklist", "The open gaps of the organization's attributed "
+               "members, soonest due first; npi= for one provider's panel", query=("npi",))
+    async def organization_worklist(call: Call) -> tuple[int, Any]:
+        org, npi = own_organization(call), call.query.get("npi")
+        rows = await run(p.store.gaps.of_organization, org, npi)
+        return 200, {"organization_id": org, "npi": npi, "gaps": worklist(rows, dt.datetime.now(dt.UTC).date())}
 
     @api.route("get", "/members/{member_id}/disclosures", "Accounting of disclosures: every event about the member "
                "sent, queued or withheld, to whom and when", role="plan")

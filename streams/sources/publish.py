@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from streams import topics
 from streams.kafka.producer import AsyncProducer
-from streams.models import EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider, Record
+from streams.models import Alert, EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider, Record
 from streams.serialization.codec import codec_for
 
 # Topic and key of each message type: member-keyed topics are co-partitioned with member state.
@@ -16,6 +16,7 @@ ROUTES: dict[type, tuple[str, str]] = {
     EligibilitySpan: (topics.ELIGIBILITY, "member_id"),
     Provider: (topics.PROVIDERS, "npi"),
     Encounter: (topics.ENCOUNTERS, "member_id"),  # normally from the ADT agents; benchmarks replay them
+    Alert: (topics.ALERTS, "member_id"),  # likewise
 }
 
 
