@@ -34,6 +34,8 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # httpx logs every request at INFO: thousands of lines a second from the dispatcher.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -360,6 +362,27 @@ def bench_gaps(members: int, lines: int, fills: int, ed_visits: int, closing: in
 
     _stop_on_signals()
     _print_result(run(members, lines, fills, ed_visits, closing, rate, seed))
+
+
+@bench.command("delivery")
+@click.option("--backlog", type=int, default=2_500, show_default=True, help="Alerts queued before the drain.")
+@click.option("--rate", type=float, default=50.0, show_default=True,
+              help="Alerts a second while paced (each goes to 4 subscriptions).")
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="How long the paced phase runs.")
+@click.option("--unhealthy", type=float, default=0.2, show_default=True, help="Share of failing or hanging endpoints.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight per endpoint.")
+@click.option("--timeout", "timeout_s", type=float, default=15.0, show_default=True)
+def bench_delivery(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int,
+                   timeout_s: float) -> None:
+    """Webhook delivery to 200 subscriptions over 50 loopback endpoints, all healthy and with some
+    failing or hanging, side by side."""
+    from streams.bench.delivery import run
+
+    _stop_on_signals()
+    result = run(backlog, rate, seconds, unhealthy, concurrency, timeout_s)
+    detail = result.pop("detail")
+    _print_result(result)
+    click.echo(json.dumps(detail))
 
 
 def _print_result(result: dict) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import (
@@ -37,8 +37,9 @@ from streams.metrics import DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EX
 from streams.models import Alert
 
 log = logging.getLogger(__name__)
-# Renders a delivery's body and content type, given its event number (None when not counted).
-BodyFn = Callable[[int | None], tuple[str, str]]
+# Renders a delivery's body and content type for a subscription, given its event number (None when
+# not counted).
+BodyFn = Callable[[Any, int | None], tuple[str, str]]
 _WEBHOOK_NAMESPACE = uuid.UUID("0f9c3a51-2b7e-4d8a-9a57-0c8a2f61d3b4")
 ERROR_CHARS = 500
 
@@ -94,39 +95,51 @@ class Outbox:
         self.disable_after_s = disable_after_s
 
     # -- queueing ---------------------------------------------------------------------------------
-    def _queue(self, s: Session, sub: Subscription, key: str, event_type: str, body_for: BodyFn,
-               numbered: bool, alert_id: str | None = None, member_id: str | None = None,
-               received_at_ms: int | None = None) -> str | None:
-        """One delivery, unless it exists already. Inserted before it is numbered, so a concurrent
-        second fan-out of the same event neither duplicates it nor leaves a hole in the numbers."""
-        wid, now = webhook_id(key, sub.id), time.time()
-        inserted = s.execute(self._insert(Delivery).values(
-            webhook_id=wid, alert_id=alert_id, subscription_id=sub.id, organization_id=sub.organization_id,
-            member_id=member_id, event_type=event_type, body="", received_at_ms=received_at_ms or int(now * 1000),
-            created_at=now, status="pending", attempts=0, next_attempt_at=now,
-        ).on_conflict_do_nothing().returning(Delivery.webhook_id)).scalar()
-        if inserted is None:  # rowcount is not reliable for ON CONFLICT DO NOTHING on every driver
-            return None
-        number = None
+    def _queue(self, s: Session, subs: list[Any], key: str, event_type: str, body_for: BodyFn, numbered: bool,
+               alert_id: str | None = None, member_id: str | None = None,
+               received_at_ms: int | None = None) -> list[str]:
+        """One delivery per subscription (rows with ``id`` and ``organization_id``), except where it
+        exists already; returns the webhook ids queued now. Called after the transaction took its
+        write lock (SQLite) or the subscriptions' row locks (PostgreSQL), so two workers fanning out
+        the same event see each other's rows: none is queued twice and no number is skipped."""
+        ids = {sub.id: webhook_id(key, sub.id) for sub in subs}
+        if not ids:
+            return []
+        existing = set(s.scalars(select(Delivery.webhook_id).where(Delivery.webhook_id.in_(ids.values()))))
+        new = [sub for sub in subs if ids[sub.id] not in existing]
+        if not new:
+            return []
+        now = time.time()
+        numbers: dict[str, int | None] = dict.fromkeys((sub.id for sub in new), None)
         if numbered:
-            number = s.execute(update(Subscription).where(Subscription.id == sub.id).values(
-                events_since_start=Subscription.events_since_start + 1, last_sent_at=now)
-                .returning(Subscription.events_since_start)).scalar_one()
-        body, content_type = body_for(number)
-        s.execute(update(Delivery).where(Delivery.webhook_id == wid).values(
-            body=body, content_type=content_type, event_number=number))
-        return wid
+            numbers.update(s.execute(update(Subscription.__table__)
+                                     .where(Subscription.__table__.c.id.in_(numbers))
+                                     .values(events_since_start=Subscription.__table__.c.events_since_start + 1,
+                                             last_sent_at=now)
+                                     .returning(Subscription.__table__.c.id,
+                                                Subscription.__table__.c.events_since_start)).all())
+        rows = []
+        for sub in new:
+            body, content_type = body_for(sub, numbers[sub.id])
+            rows.append({"webhook_id": ids[sub.id], "alert_id": alert_id, "subscription_id": sub.id,
+                         "organization_id": sub.organization_id, "member_id": member_id, "event_type": event_type,
+                         "event_number": numbers[sub.id], "body": body, "content_type": content_type,
+                         "received_at_ms": received_at_ms or int(now * 1000), "created_at": now, "status": "pending",
+                         "attempts": 0, "next_attempt_at": now})
+        s.execute(insert(Delivery.__table__), rows)
+        return [r["webhook_id"] for r in rows]
 
-    def _recipients(self, s: Session, alert: Alert) -> list[Subscription]:
-        """Subscriptions of the organization the member is attributed to, and plan-level ones."""
+    def _recipients(self, s: Session, alert: Alert) -> list[Any]:
+        """Subscriptions of the organization the member is attributed to, and plan-level ones,
+        locked (PostgreSQL) until the fan-out commits."""
+        t = Subscription.__table__.c
         plan_orgs = select(Organization.id).where(Organization.plan_level.is_(True))
-        scoped = [and_(Subscription.scope == "plan", Subscription.organization_id.in_(plan_orgs))]
+        scoped = [and_(t.scope == "plan", t.organization_id.in_(plan_orgs))]
         if alert.organization_id:
-            scoped.append(and_(Subscription.scope == "attributed",
-                               Subscription.organization_id == alert.organization_id))
+            scoped.append(and_(t.scope == "attributed", t.organization_id == alert.organization_id))
         # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
-        subs = s.scalars(select(Subscription).where(or_(*scoped), Subscription.status != "deleted")
-                         .order_by(Subscription.id)).all()
+        subs = s.execute(select(t.id, t.organization_id, t.event_types, t.filters, t.payload_format)
+                         .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
         return [sub for sub in subs if wants(sub.event_types, alert.alert_type)
                 and passes(json.loads(sub.filters or "{}"), alert)]
 
@@ -138,7 +151,6 @@ class Outbox:
         """Store the alert and queue it for every subscription that may and wants to receive it.
         Returns how many deliveries were queued now (0 when the alert was stored before)."""
         payload = json.dumps(alert.to_record(), sort_keys=True)
-        queued = 0
         with self._session.begin() as s:
             s.execute(self._insert(AlertRow).values(
                 alert_id=alert.alert_id, alert_type=alert.alert_type, member_id=alert.member_id,
@@ -153,18 +165,19 @@ class Outbox:
             redacted = self._part2.redacted(alert)
             consenting = self._consenting(s, alert.member_id) if recipients and (
                 sensitive or redacted is not alert) else set()
-            for sub in recipients:
-                consented = sub.organization_id in consenting
-                if sensitive and not consented:
-                    self._withhold(s, alert, sub, sensitive)
-                    continue
-                shown = alert if consented else redacted
-                queued += self._queue(
-                    s, sub, alert.alert_id, alert.alert_type,
-                    lambda n, sub=sub, shown=shown: render(shown, sub.payload_format, sub.id, n),
-                    numbered=True, alert_id=alert.alert_id, member_id=alert.member_id,
-                    received_at_ms=alert.received_at_ms) is not None
-        return queued
+            if sensitive:
+                for sub in recipients:
+                    if sub.organization_id not in consenting:
+                        self._withhold(s, alert, sub, sensitive)
+                recipients = [sub for sub in recipients if sub.organization_id in consenting]
+
+            def body_for(sub: Any, number: int | None) -> tuple[str, str]:
+                shown = alert if sub.organization_id in consenting else redacted
+                return render(shown, sub.payload_format, sub.id, number or 0)
+
+            return len(self._queue(s, recipients, alert.alert_id, alert.alert_type, body_for, numbered=True,
+                                   alert_id=alert.alert_id, member_id=alert.member_id,
+                                   received_at_ms=alert.received_at_ms))
 
     def _withhold(self, s: Session, alert: Alert, sub: Subscription, reason: str) -> None:
         inserted = s.execute(self._insert(WithheldDelivery).values(
@@ -182,19 +195,16 @@ class Outbox:
         subs = s.scalars(select(Subscription).where(Subscription.organization_id == organization_id,
                                                     Subscription.id != (exclude or ""),
                                                     Subscription.status != "deleted")).all()
-        now_ms = int(time.time() * 1000)
-        return sum(self._queue(s, sub, key, event_type, _notice(event_type, now_ms, sub.id, data), numbered=True)
-                   is not None
-                   for sub in subs if wants(sub.event_types, event_type))
+        return len(self._queue(s, [sub for sub in subs if wants(sub.event_types, event_type)], key, event_type,
+                               _notice(event_type, int(time.time() * 1000), data), numbered=True))
 
     def ping(self, subscription_id: str) -> str:
         """A test event to one subscription, not counted among its events."""
         with self._session.begin() as s:
             sub = s.get_one(Subscription, subscription_id)
-            now_ms = int(time.time() * 1000)
-            wid = self._queue(s, sub, f"ping|{uuid.uuid4()}", "ping",
-                              _notice("ping", now_ms, sub.id, {"message": "ping from gapstream"}), numbered=False)
-            assert wid is not None  # a fresh key
+            [wid] = self._queue(s, [sub], f"ping|{uuid.uuid4()}", "ping",
+                                _notice("ping", int(time.time() * 1000), {"message": "ping from gapstream"}),
+                                numbered=False)
             return wid
 
     def queue_heartbeats(self, now: float) -> int:
@@ -211,9 +221,8 @@ class Outbox:
                     last_sent_at=now)).rowcount
                 if claimed:
                     data = {"events_since_subscription_start": sub.events_since_start}
-                    queued += self._queue(s, sub, f"heartbeat|{now}", "heartbeat",
-                                          _notice("heartbeat", int(now * 1000), sub.id, data),
-                                          numbered=False) is not None
+                    queued += len(self._queue(s, [sub], f"heartbeat|{now}", "heartbeat",
+                                              _notice("heartbeat", int(now * 1000), data), numbered=False))
         return queued
 
     # -- the dispatcher's side --------------------------------------------------------------------
@@ -277,38 +286,49 @@ class Outbox:
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,
-        endpoint.disabled) were queued by it."""
+        endpoint.disabled) were queued by it. Successes, the bulk of any batch, are written with
+        one statement per table; failures one by one, since each may disable an endpoint."""
+        results = list(results)
+        delivered = [r for r in results if r.decision.outcome == "delivered"]
+        failed = [r for r in results if r.decision.outcome != "delivered"]
         notices = 0
         with self._session.begin() as s:
-            for r in results:
-                notices += self._apply(s, r)
+            if results:
+                s.execute(insert(DeliveryAttempt), [{
+                    "webhook_id": r.job.webhook_id, "attempt": r.job.attempts + 1, "at": r.at,
+                    "outcome": outcome_label(r.result), "status_code": r.result.status_code,
+                    "duration_ms": r.duration_ms,
+                    "error": None if r.decision.outcome == "delivered" else _error(r.result)}
+                    for r in results])
+            if delivered:
+                s.connection().execute(
+                    update(Delivery.__table__).where(Delivery.__table__.c.webhook_id == bindparam("wid")).values(
+                        status="delivered", delivered_at=bindparam("at"), attempts=bindparam("n"), last_error=None),
+                    [{"wid": r.job.webhook_id, "at": r.at, "n": r.job.attempts + 1} for r in delivered])
+                s.execute(update(Subscription).where(
+                    Subscription.id.in_({r.job.subscription_id for r in delivered}),
+                    Subscription.failing_since.is_not(None)).values(failing_since=None))
+            for r in failed:
+                notices += self._failed(s, r)
         return notices
 
-    def _apply(self, s: Session, r: AttemptResult) -> int:
+    def _failed(self, s: Session, r: AttemptResult) -> int:
         job, decision, attempt = r.job, r.decision, r.job.attempts + 1
-        error = None if decision.outcome == "delivered" else _error(r.result)
-        s.add(DeliveryAttempt(webhook_id=job.webhook_id, attempt=attempt, at=r.at, outcome=outcome_label(r.result),
-                              status_code=r.result.status_code, duration_ms=r.duration_ms, error=error))
-        values: dict[str, Any] = {"attempts": attempt, "last_error": error}
-        if decision.outcome == "delivered":
-            values.update(status="delivered", delivered_at=r.at)
-        elif decision.outcome == "exhausted":
+        values: dict[str, Any] = {"attempts": attempt, "last_error": _error(r.result)}
+        if decision.outcome == "exhausted":
             values.update(status="exhausted")
         elif decision.outcome == "retry":
             values.update(next_attempt_at=decision.retry_at)
         else:  # gone: stays queued, and goes out if the organization enables the endpoint again
             values.update(next_attempt_at=r.at)
         s.execute(update(Delivery).where(Delivery.webhook_id == job.webhook_id).values(**values))
-        if decision.outcome == "delivered":
-            s.execute(update(Subscription).where(Subscription.id == job.subscription_id,
-                                                 Subscription.failing_since.is_not(None)).values(failing_since=None))
-            return 0
         notices = 0
         if decision.outcome == "exhausted":
             WEBHOOKS_EXHAUSTED.inc()
             notices += self.notify(s, job.organization_id, "delivery.exhausted", f"exhausted|{job.webhook_id}", {
                 "subscription_id": job.subscription_id, "webhook_id": job.webhook_id, "event_type": job.event_type,
-                "alert_id": job.alert_id, "attempts": attempt, "last_error": error}, exclude=job.subscription_id)
+                "alert_id": job.alert_id, "attempts": attempt, "last_error": values["last_error"]},
+                exclude=job.subscription_id)
         sub = s.get_one(Subscription, job.subscription_id)
         if sub.failing_since is None:
             sub.failing_since = r.at
@@ -408,9 +428,9 @@ class Outbox:
         return [{**r, "at": _iso(r["at"])} for r in rows]
 
 
-def _notice(event_type: str, at_ms: int, subscription_id: str, data: dict[str, Any]) -> BodyFn:
+def _notice(event_type: str, at_ms: int, data: dict[str, Any]) -> BodyFn:
     """The body of an event gapstream raises itself (ping, heartbeat, delivery notices)."""
-    return lambda number: (envelope(event_type, at_ms, subscription_id, number, data), JSON)
+    return lambda sub, number: (envelope(event_type, at_ms, sub.id, number, data), JSON)
 
 
 def _error(result: Result) -> str:

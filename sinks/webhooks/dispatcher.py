@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import Counter
 
@@ -45,6 +46,8 @@ class Dispatcher:
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._tls = ssl.create_default_context()  # loading the CA store once, not per endpoint
 
     @property
     def lease_s(self) -> float:
@@ -55,18 +58,28 @@ class Dispatcher:
         """New deliveries are waiting: look now rather than at the next poll."""
         self._wake.set()
 
-    async def run(self) -> None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, limits=limits) as client:
-            background = [asyncio.create_task(self._record()), asyncio.create_task(self._heartbeats())]
-            try:
-                await self._claim_loop(client)
-            finally:
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
+    def _client(self, endpoint: str) -> httpx.AsyncClient:
+        """One client per endpoint, with as many connections as the endpoint has slots: httpcore's
+        pool scans every connection for every request, so one shared pool of hundreds is slow."""
+        client = self._clients.get(endpoint)
+        if client is None:
+            limits = httpx.Limits(max_connections=self._slots, max_keepalive_connections=self._slots)
+            client = self._clients[endpoint] = httpx.AsyncClient(
+                timeout=self._timeout, follow_redirects=False, limits=limits, verify=self._tls)
+        return client
 
-    async def _claim_loop(self, client: httpx.AsyncClient) -> None:
+    async def run(self) -> None:
+        background = [asyncio.create_task(self._record()), asyncio.create_task(self._heartbeats())]
+        try:
+            await self._claim_loop()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            clients, self._clients = list(self._clients.values()), {}
+            await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+    async def _claim_loop(self) -> None:
         while True:
             self._wake.clear()
             free = {e: self._slots - n for e, n in self._in_flight.items()}
@@ -79,7 +92,7 @@ class Dispatcher:
             for job in jobs:
                 self._in_flight[job.endpoint] += 1
                 self._members.add((job.subscription_id, job.member_id))
-                task = asyncio.create_task(self._deliver(client, job))
+                task = asyncio.create_task(self._deliver(self._client(job.endpoint), job))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if not jobs:
