@@ -122,6 +122,7 @@ async def _paced(store: Store, conn, orgs, healthy_orgs, offset: int, rate: floa
     task = asyncio.create_task(dispatcher.run())
     await asyncio.sleep(1.0)
     await asyncio.to_thread(_ask, conn)  # what the drain left behind does not count
+    loop = asyncio.get_running_loop()
 
     def produce() -> int:
         started, sent = time.monotonic(), 0
@@ -130,7 +131,7 @@ async def _paced(store: Store, conn, orgs, healthy_orgs, offset: int, rate: floa
             while sent < due:
                 i = offset + sent
                 store.outbox.save_alert(_alert(i, orgs[i % len(orgs)][0], int(time.time() * 1000)))
-                dispatcher.wake()
+                loop.call_soon_threadsafe(dispatcher.wake)  # as routing does, from the event loop
                 sent += 1
             time.sleep(0.002)
         return sent
