@@ -66,3 +66,29 @@ def test_reports_count_the_gaps_of_members_attributed_now_and_the_directory_keep
     store.directory.record_many([Provider(npi="1000000001", name="New", role="SPECIALIST", taxonomy="207RC0000X")])
     row = store.directory.all()["1000000001"]
     assert (row.name, row.role, row.taxonomy) == ("New", "SPECIALIST", "207RC0000X")
+
+
+def test_subscriptions_and_deliveries_from_before_0005_are_carried_over(tmp_path):
+    from sqlalchemy import text
+
+    from sinks.sql.migrate import upgrade
+    from sinks.sql.store import Store, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0004")
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO subscriptions (id, organization_id, url, secret, active, created_at, event_types) "
+                       "VALUES ('sub_old', 'ORG1', 'https://hooks.example.org/h', 'whsec_x', 0, 1.0, 'adt.*')"))
+        c.execute(text("INSERT INTO alerts (alert_id, alert_type, member_id, organization_id, facility, event_type, "
+                       "received_at_ms, created_at_ms, payload) VALUES ('a1', 'adt.ed_visit', 'M1', 'ORG1', 'F', "
+                       "'A04', 5000, 5000, '{}')"))
+        c.execute(text("INSERT INTO deliveries (webhook_id, alert_id, subscription_id, event_type, body, "
+                       "received_at_ms, status, attempts, next_attempt_at) VALUES ('msg_1', 'a1', 'sub_old', "
+                       "'adt.ed_visit', '{}', 5000, 'failed', 5, 0)"))
+    engine.dispose()
+    store = Store(url)
+    [sub] = store.subscriptions.of("ORG1")
+    assert (sub["status"], sub["event_types"]) == ("paused", ["adt.*"])
+    [d] = store.deliveries()
+    assert (d.status, d.organization_id, d.member_id, d.created_at) == ("exhausted", "ORG1", "M1", 5.0)
