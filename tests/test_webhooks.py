@@ -166,7 +166,7 @@ async def test_500_then_200_is_retried_under_the_same_webhook_id(tmp_path):
     assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery.webhook_id}
     for r in receiver.requests:  # every attempt is signed anew and verifies
         Webhook(receiver.secret).verify(r.body, r.headers)
-    assert [a.status_code for a in store.attempts(delivery.webhook_id)] == [500, 503, 200]
+    assert [a.status_code for a in store.outbox.attempts(delivery.webhook_id)] == [500, 503, 200]
 
 
 async def test_429_waits_as_long_as_retry_after_says(tmp_path):
@@ -190,7 +190,7 @@ async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path
     assert len(gone.requests) == 1 and store.outbox.status(gone_id)["status"] == "disabled"
     assert store.outbox.status(gone_id)["pending"] == 2  # kept for when the organization enables it again
     outcomes = {a.outcome for d in store.deliveries() if d.subscription_id == moved_id
-                for a in store.attempts(d.webhook_id)}
+                for a in store.outbox.attempts(d.webhook_id)}
     assert outcomes == {"http_3xx"}  # a failure, retried; the Location was never requested
 
 
@@ -222,7 +222,7 @@ async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):
     assert healthy_done()
     # The hanging endpoint got only its own slots' worth, and none of them has answered yet.
     assert len(hanging.requests) == 4
-    assert all(not store.attempts(d.webhook_id) for d in store.deliveries() if d.subscription_id != healthy_id)
+    assert all(not store.outbox.attempts(d.webhook_id) for d in store.deliveries() if d.subscription_id != healthy_id)
 
 
 async def test_sends_are_signed_with_both_secrets_during_rotation(tmp_path):
@@ -247,13 +247,13 @@ async def test_a_refused_address_at_send_time_is_a_failed_attempt(tmp_path):
     dispatcher = Dispatcher(store.outbox, dispatcher_egress, 2.0, (0, 30), poll_interval_s=0.05)
     task = asyncio.create_task(dispatcher.run())
     for _ in range(100):
-        if any(store.attempts(d.webhook_id) for d in store.deliveries()):
+        if any(store.outbox.attempts(d.webhook_id) for d in store.deliveries()):
             break
         await asyncio.sleep(0.05)
     task.cancel()
     await dispatcher.close()
     [delivery] = store.deliveries()
-    [attempt] = store.attempts(delivery.webhook_id)
+    [attempt] = store.outbox.attempts(delivery.webhook_id)
     assert attempt.outcome == "refused" and "only https" in attempt.error
     assert receiver.requests == [] and store.outbox.status(sub)["pending"] == 1
 

@@ -8,7 +8,6 @@ which is what makes at-least-once processing safe for receivers.
 """
 from __future__ import annotations
 
-import datetime as dt
 import fnmatch
 import json
 import logging
@@ -31,7 +30,7 @@ from sinks.sql.models import (
     WithheldDelivery,
 )
 from sinks.webhooks.disclosure import Part2Rule
-from sinks.webhooks.payloads import JSON, envelope, render
+from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
 from streams.metrics import DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
 from streams.models import Alert
@@ -335,7 +334,7 @@ class Outbox:
         if decision.outcome == "gone":
             notices += self.disable(s, sub, "the endpoint answered 410 Gone", r.at)
         elif r.at - sub.failing_since >= self.disable_after_s:
-            notices += self.disable(s, sub, f"failing since {_iso(sub.failing_since)}", r.at)
+            notices += self.disable(s, sub, f"failing since {utc_iso(sub.failing_since)}", r.at)
         return notices
 
     def disable(self, s: Session, sub: Subscription, reason: str, at: float) -> int:
@@ -363,7 +362,7 @@ class Outbox:
                 "last_delivered_event_number": delivered,
                 "pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
                 "exhausted": counts.get("exhausted", 0),
-                "failing_since": _iso(sub.failing_since) if sub.failing_since else None,
+                "failing_since": utc_iso(sub.failing_since) if sub.failing_since else None,
                 "last_error": last[0] if last else None}
 
     def events(self, subscription_id: str, first: int, last: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -373,16 +372,20 @@ class Outbox:
                 Delivery.subscription_id == subscription_id, Delivery.event_number >= first,
                 Delivery.event_number <= last).order_by(Delivery.event_number).limit(limit)).all()
         return [{"event_number": d.event_number, "webhook_id": d.webhook_id, "event_type": d.event_type,
-                 "status": d.status, "attempts": d.attempts, "created_at": _iso(d.created_at),
+                 "status": d.status, "attempts": d.attempts, "created_at": utc_iso(d.created_at),
                  "content_type": d.content_type, "body": d.body} for d in rows]
 
     def message(self, subscription_id: str, wid: str) -> tuple[Delivery, list[DeliveryAttempt]] | None:
         with self._session() as s:
             d = s.get(Delivery, wid)
-            if d is None or d.subscription_id != subscription_id:
-                return None
-            return d, list(s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.webhook_id == wid)
-                                     .order_by(DeliveryAttempt.attempt)))
+        if d is None or d.subscription_id != subscription_id:
+            return None
+        return d, self.attempts(wid)
+
+    def attempts(self, wid: str) -> list[DeliveryAttempt]:
+        with self._session() as s:
+            return list(s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.webhook_id == wid)
+                                  .order_by(DeliveryAttempt.attempt)))
 
     def resend(self, subscription_id: str, wid: str | None = None, since: float | None = None) -> int:
         """Queue again, under the same webhook ids and with a fresh retry schedule, one message or
@@ -419,13 +422,13 @@ class Outbox:
         rows = [{"at": d.created_at, "organization_id": d.organization_id, "subscription_id": d.subscription_id,
                  "endpoint": endpoint, "event_type": d.event_type, "alert_id": d.alert_id,
                  "webhook_id": d.webhook_id, "outcome": d.status,
-                 "delivered_at": _iso(d.delivered_at) if d.delivered_at else None, "reason": None}
+                 "delivered_at": utc_iso(d.delivered_at) if d.delivered_at else None, "reason": None}
                 for d, endpoint in sent]
         rows += [{"at": w.at, "organization_id": w.organization_id, "subscription_id": w.subscription_id,
                   "endpoint": endpoint, "event_type": w.event_type, "alert_id": w.alert_id, "webhook_id": None,
                   "outcome": "withheld", "delivered_at": None, "reason": w.reason} for w, endpoint in withheld]
         rows.sort(key=lambda r: r["at"])
-        return [{**r, "at": _iso(r["at"])} for r in rows]
+        return [{**r, "at": utc_iso(r["at"])} for r in rows]
 
 
 def _notice(event_type: str, at_ms: int, data: dict[str, Any]) -> BodyFn:
@@ -439,7 +442,3 @@ def _error(result: Result) -> str:
     else:
         text = f"{result.error or 'no answer'}: {result.detail}" if result.detail else (result.error or "no answer")
     return text[:ERROR_CHARS]
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -19,7 +19,7 @@ from sinks.sql.attribution import AttributionStore
 from sinks.sql.cohorts import CohortStore
 from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
-from sinks.sql.models import AlertRow, Delivery, DeliveryAttempt
+from sinks.sql.models import AlertRow, Delivery
 from sinks.sql.outbox import Outbox
 from sinks.sql.subscriptions import SubscriptionStore
 from sinks.webhooks.disclosure import part2_rule
@@ -69,11 +69,6 @@ class Store:
     def deliveries(self) -> list[Delivery]:
         with self._session() as s:
             return list(s.scalars(select(Delivery)))
-
-    def attempts(self, webhook_id: str) -> list[DeliveryAttempt]:
-        with self._session() as s:
-            return list(s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.webhook_id == webhook_id)
-                                  .order_by(DeliveryAttempt.attempt)))
 
 
 def open_store(settings: Settings) -> Store:

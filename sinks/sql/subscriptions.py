@@ -6,7 +6,6 @@ organization is reported as not found, never as forbidden, so its existence does
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import secrets as random_source
@@ -19,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import ApiToken, AuditEvent, Consent, Organization, Subscription
+from sinks.sql.outbox import wants
 from sinks.webhooks.egress import Egress, EgressRefused
 from sinks.webhooks.notification import supports as fhir_supports
 from sinks.webhooks.payloads import FORMATS
@@ -80,12 +80,12 @@ class Spec:
     def check(self, egress: Egress, organization: Organization) -> str:
         """Refuses what cannot work or is not allowed; returns the endpoint of the URL."""
         for pattern in self.event_types:
-            if not any(fnmatch.fnmatchcase(t, pattern) for t in EVENT_TYPES):
+            if not any(wants(pattern, t) for t in EVENT_TYPES):
                 raise SubscriptionError(f"no event type matches {pattern!r}; known: {', '.join(EVENT_TYPES)}")
         if self.payload_format not in FORMATS:
             raise SubscriptionError(f"payload_format must be one of {', '.join(FORMATS)}")
         if self.payload_format == "fhir" and not all(
-                fhir_supports(t) for t in EVENT_TYPES if any(fnmatch.fnmatchcase(t, p) for p in self.event_types)):
+                fhir_supports(t) for t in EVENT_TYPES if wants(",".join(self.event_types), t)):
             raise SubscriptionError("the fhir payload format carries ADT events only: ask for adt.* event types")
         if self.scope not in ("attributed", "plan"):
             raise SubscriptionError("scope must be 'attributed' or 'plan'")

@@ -95,9 +95,10 @@ class Dispatcher:
                 task = asyncio.create_task(self._deliver(self._client(job.endpoint), job))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            if not jobs:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+            # Everything claimable now was claimed: the next claim waits for a freed slot or new work
+            # (both wake the loop) or for retries falling due (the poll).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def _deliver(self, client: httpx.AsyncClient, job: DeliveryJob) -> None:
         started = time.monotonic()

@@ -6,7 +6,6 @@ Built as plain JSON; the tests validate it with fhir.resources.
 """
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -34,7 +33,7 @@ def _urn(alert: Alert, *parts: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, '|'.join((alert.alert_id, *parts)))}"
 
 
-def notification_bundle(alert: Alert, subscription_id: str, event_number: int) -> dict[str, Any]:
+def notification_bundle(alert: Alert, subscription_id: str, event_number: int, timestamp: str) -> dict[str, Any]:
     code, kind = EVENTS[alert.alert_type]
     header, patient, encounter, facility = (_urn(alert, p) for p in ("header", "patient", "encounter", "facility"))
     class_code, class_name = ENCOUNTER_CLASS.get(alert.patient_class or ("E" if alert.alert_type == "adt.ed_visit"
@@ -92,7 +91,7 @@ def notification_bundle(alert: Alert, subscription_id: str, event_number: int) -
         "id": str(uuid.uuid5(_NAMESPACE, f"{alert.alert_id}|{subscription_id}")),
         "meta": {"profile": [f"{ALERTS_IG}/StructureDefinition/notifications-bundle"]},
         "type": "message",
-        "timestamp": dt.datetime.fromtimestamp(alert.created_at_ms / 1000, dt.UTC).isoformat(),
+        "timestamp": timestamp,
         "entry": [{"fullUrl": urn, "resource": resource} for urn, resource in resources],
     }
 

@@ -25,14 +25,15 @@ def _dump(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+def utc_iso(seconds: float, timespec: str = "seconds") -> str:
+    """A Unix time as ISO 8601 in UTC, the way every timestamp gapstream sends or answers is written."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec=timespec)
 
 
 def envelope(event_type: str, at_ms: int, subscription_id: str, event_number: int | None,
              data: dict[str, Any]) -> str:
-    body: dict[str, Any] = {"type": event_type, "timestamp": _iso(at_ms), "subscription_id": subscription_id,
-                            "data": data}
+    body: dict[str, Any] = {"type": event_type, "timestamp": utc_iso(at_ms / 1000, "auto"),
+                            "subscription_id": subscription_id, "data": data}
     if event_number is not None:
         body["events_since_subscription_start"] = event_number
     return _dump(body)
@@ -50,6 +51,7 @@ def thin(alert: Alert) -> dict[str, Any]:
 def render(alert: Alert, fmt: str, subscription_id: str, event_number: int) -> tuple[str, str]:
     """The body and content type of one alert for one subscription."""
     if fmt == "fhir":
-        return _dump(notification_bundle(alert, subscription_id, event_number)), FHIR_JSON
+        bundle = notification_bundle(alert, subscription_id, event_number, utc_iso(alert.created_at_ms / 1000, "auto"))
+        return _dump(bundle), FHIR_JSON
     data = thin(alert) if fmt == "json-thin" else alert.to_record()
     return envelope(alert.alert_type, alert.created_at_ms, subscription_id, event_number, data), JSON

@@ -78,7 +78,7 @@ class Api:
             by_path[r.path][r.method] = r
         for path, methods in by_path.items():
             handlers = {m: _view_method(r, subscriptions) for m, r in methods.items()}
-            app.page(path)(type(f"View{len(handlers)}_{abs(hash(path))}", (View,), handlers))
+            app.page(path)(type("View" + re.sub(r"\W+", "_", path), (View,), handlers))
 
     def openapi(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = defaultdict(dict)

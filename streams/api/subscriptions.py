@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Any
 
 from sinks.sql.subscriptions import Spec
+from sinks.webhooks.payloads import utc_iso
 from streams.api.routes import Api, ApiError, Call, Text
 from streams.attribution.lists import csv_text, entries, fhir_group
 from streams.caregaps.reports import worklist
@@ -93,7 +94,7 @@ def build_api(p: Pipeline) -> Api:
             raise ApiError(400, "overlap_s must be a number of seconds up to 30 days")
         secret, until = await run(subs.rotate_secret, call.organization.id,  # type: ignore[union-attr]
                                   call.params["subscription_id"], actor(call), float(overlap))
-        return 200, {"secret": secret, "previous_secret_valid_until": _iso(until)}
+        return 200, {"secret": secret, "previous_secret_valid_until": utc_iso(until)}
 
     @api.route("post", "/subscriptions/{subscription_id}/ping", "Send a test event now", responses={202: "Queued"})
     async def ping(call: Call) -> tuple[int, Any]:
@@ -123,7 +124,7 @@ def build_api(p: Pipeline) -> Api:
         d, attempts = found
         return 200, {"webhook_id": d.webhook_id, "event_type": d.event_type, "event_number": d.event_number,
                      "status": d.status, "last_error": d.last_error, "body": d.body,
-                     "attempts": [{"attempt": a.attempt, "at": _iso(a.at), "outcome": a.outcome,
+                     "attempts": [{"attempt": a.attempt, "at": utc_iso(a.at), "outcome": a.outcome,
                                    "status_code": a.status_code, "duration_ms": round(a.duration_ms, 1),
                                    "error": a.error} for a in attempts]}
 
@@ -206,10 +207,6 @@ def build_api(p: Pipeline) -> Api:
         return 200, {"revoked": n}
 
     return api
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def _parse_time(value: Any) -> float:
