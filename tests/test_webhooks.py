@@ -1,6 +1,7 @@
 """Signed webhook delivery to real HTTP endpoints on loopback: retries, Retry-After, 410, isolation
 of a hanging endpoint, secret rotation, SSRF refusals and the FHIR notification payload."""
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -223,6 +224,29 @@ async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):
     # The hanging endpoint got only its own slots' worth, and none of them has answered yet.
     assert len(hanging.requests) == 4
     assert all(not store.outbox.attempts(d.webhook_id) for d in store.deliveries() if d.subscription_id != healthy_id)
+
+
+async def test_an_endless_answer_is_read_only_up_to_the_bound(tmp_path):
+    """A 200 whose body never ends counts as delivered once the bound is read, well before the timeout."""
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = new_store(tmp_path)
+    store.subscriptions.create("ORG1", Spec(url=f"http://127.0.0.1:{port}/hook"), "test")
+    store.outbox.save_alert(make_alert("a1"))
+    async with server:
+        await run_until(store, settled(store), wait_s=10, request_timeout_s=5.0)
+    [delivery] = store.deliveries()
+    [attempt] = store.outbox.attempts(delivery.webhook_id)
+    assert delivery.status == "delivered" and attempt.duration_ms < 2_000
 
 
 async def test_sends_are_signed_with_both_secrets_during_rotation(tmp_path):

@@ -88,6 +88,7 @@ class Delivery(Base):
         UniqueConstraint("alert_id", "subscription_id"),  # NULLs differ: pings and heartbeats repeat
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_subscription_number", "subscription_id", "event_number"),
+        Index("ix_deliveries_subscription_due", "subscription_id", "status", "next_attempt_at", "event_number"),
     )
     webhook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # None for what is not about an alert: pings, heartbeats, delivery.exhausted, endpoint.disabled.

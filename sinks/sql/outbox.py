@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import (
@@ -77,6 +77,40 @@ class DeliveryJob:
     event_type: str
     alert_id: str | None
 
+
+_JOB_COLUMNS = [Delivery.__table__.c[name] for name in (
+    "webhook_id", "subscription_id", "body", "content_type", "attempts", "received_at_ms", "member_id",
+    "event_type", "alert_id")]
+_SUBSCRIPTION_COLUMNS = [Subscription.__table__.c[name] for name in (
+    "id", "organization_id", "endpoint", "url", "secret", "previous_secret", "previous_secret_expires_at")]
+
+
+def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str]) -> Select:
+    """The first ``per_subscription`` due deliveries of each active subscription whose endpoint has
+    a free slot, oldest first. PostgreSQL reads each head with a lateral join; SQLite has none, but
+    runs a correlated ``IN`` subquery once per subscription, through the same index."""
+    d = Delivery.__table__.alias("head")
+    head = (select(d.c.webhook_id, d.c.subscription_id, d.c.member_id, d.c.next_attempt_at, d.c.event_number)
+            .where(d.c.subscription_id == Subscription.id, d.c.status == "pending", d.c.next_attempt_at <= now)
+            .order_by(d.c.next_attempt_at, d.c.event_number).limit(per_subscription))
+    subscriptions = select(Subscription.endpoint).select_from(Subscription).where(
+        Subscription.status == "active", Subscription.endpoint.not_in(full))
+    if dialect == "postgresql":
+        rows = head.lateral()
+        return subscriptions.join(rows, true()).add_columns(
+            rows.c.webhook_id, rows.c.subscription_id, rows.c.member_id, rows.c.event_number,
+        ).order_by(rows.c.next_attempt_at, rows.c.event_number)
+    ids = head.with_only_columns(d.c.webhook_id).correlate(Subscription).scalar_subquery()
+    return subscriptions.join(Delivery, Delivery.webhook_id.in_(ids)).add_columns(
+        Delivery.webhook_id, Delivery.subscription_id, Delivery.member_id, Delivery.event_number,
+    ).order_by(Delivery.next_attempt_at, Delivery.event_number)
+
+def _job(d: Any, sub: Any, now: float) -> DeliveryJob:
+    secrets = (sub.secret,)
+    if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
+        secrets += (sub.previous_secret,)
+    return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
+                       d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
 @dataclass(frozen=True)
 class AttemptResult:
@@ -226,25 +260,19 @@ class Outbox:
 
     # -- the dispatcher's side --------------------------------------------------------------------
     def claim_due(self, now: float, lease_s: float, per_endpoint: dict[str, int], default_slots: int,
-                  busy: Collection[tuple[str, str | None]] = (), limit: int = 500) -> list[DeliveryJob]:
+                  busy: Collection[tuple[str, str | None]] = ()) -> list[DeliveryJob]:
         """Due deliveries of active subscriptions, at most ``per_endpoint[endpoint]`` (else
         ``default_slots``) per endpoint, oldest first, one per subscription and member at a time (a
         member's events reach an endpoint in order), leased for ``lease_s`` so no other dispatcher
-        sends them meanwhile."""
+        sends them meanwhile.
+
+        Each subscription's head of the queue is read through an index, a few rows each: the cost
+        of a claim grows with the number of subscriptions, not with the backlog, so a dead
+        endpoint's thousands of waiting deliveries do not slow down claiming for anyone else."""
         full = [e for e, free in per_endpoint.items() if free <= 0]
-        oldest_first = (Delivery.next_attempt_at, Delivery.event_number)
-        rank = func.row_number().over(partition_by=Subscription.endpoint, order_by=oldest_first)
-        due = (select(Delivery.webhook_id, Subscription.endpoint, Delivery.subscription_id, Delivery.member_id,
-                      Delivery.next_attempt_at, Delivery.event_number, rank.label("rank"))
-               .join(Subscription, Subscription.id == Delivery.subscription_id)
-               .where(Delivery.status == "pending", Delivery.next_attempt_at <= now,
-                      Subscription.status == "active", Subscription.endpoint.not_in(full))
-               .subquery())
-        max_slots = max([default_slots, *per_endpoint.values()])
-        candidates = []
+        per_subscription = max([default_slots, *per_endpoint.values()])
         with self._session() as s:
-            candidates = s.execute(select(due).where(due.c.rank <= max_slots)
-                                   .order_by(due.c.next_attempt_at, due.c.event_number).limit(limit)).all()
+            candidates = s.execute(_queue_heads(s.get_bind().dialect.name, now, per_subscription, full)).all()
         # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
         # lease that expired (a crashed sender) made it due later than the next one.
         first: dict[tuple[str, str], Any] = {}
@@ -264,24 +292,17 @@ class Outbox:
             taken.append(row.webhook_id)
         if not taken:
             return []
+        deliveries = Delivery.__table__
         with self._session.begin() as s:
             # Due at the time of the update, or another dispatcher leased it in between.
-            claimed = set(s.scalars(update(Delivery).where(
-                Delivery.webhook_id.in_(taken), Delivery.status == "pending", Delivery.next_attempt_at <= now)
-                .values(next_attempt_at=now + lease_s).returning(Delivery.webhook_id)))
-            rows = s.execute(select(Delivery, Subscription)
-                             .join(Subscription, Subscription.id == Delivery.subscription_id)
-                             .where(Delivery.webhook_id.in_(claimed))).all()
-        by_id = {d.webhook_id: (d, sub) for d, sub in rows}
-        return [self._job(*by_id[w], now) for w in taken if w in by_id]
-
-    @staticmethod
-    def _job(d: Delivery, sub: Subscription, now: float) -> DeliveryJob:
-        secrets = (sub.secret,)
-        if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
-            secrets += (sub.previous_secret,)
-        return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
-                           d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
+            claimed = s.execute(update(deliveries).where(
+                deliveries.c.webhook_id.in_(taken), deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= now)
+                .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
+            subs = {row.id: row for row in s.execute(select(*_SUBSCRIPTION_COLUMNS).where(
+                Subscription.id.in_({row.subscription_id for row in claimed})))}
+        by_id = {row.webhook_id: row for row in claimed}
+        return [_job(by_id[w], subs[by_id[w].subscription_id], now) for w in taken if w in by_id]
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,
