@@ -14,6 +14,7 @@ import faust
 import mode
 
 from sinks.sql.batch_sink import SqlBatchSink
+from sinks.sql.gauges import StoreGauges
 from sinks.sql.store import open_store
 from sinks.webhooks.dispatcher import Dispatcher
 from streams import routing, topics, web
@@ -21,6 +22,8 @@ from streams.adt import agents as adt_agents
 from streams.api import subscriptions as subscriptions_api
 from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
+from streams.kafka.lag import Group, LagProbe
+from streams.metrics import PARTITIONS_ASSIGNED, REBALANCES
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
 
@@ -87,6 +90,14 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     routing.register(pipeline)
     web.register(pipeline)
     subscriptions_api.register(pipeline)
+    groups = [Group(settings.app_id, tuple(sorted(pipeline.consumed))), sql_sink.consumer_group,
+              attribution.consumer_group]
+    pipeline.collectors += [LagProbe(bootstrap, groups, settings.topic_partitions), StoreGauges(store)]
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(_app: faust.App, assigned: set, **_: Any) -> None:
+        REBALANCES.labels(consumer="worker").inc()
+        PARTITIONS_ASSIGNED.labels(consumer="worker").set(len(assigned))
     return pipeline
 
 

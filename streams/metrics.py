@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,10 +20,23 @@ ENDPOINTS_DISABLED = Counter("gapstream_webhook_endpoints_disabled_total",
                              "Subscriptions disabled: 410 Gone, or failing for longer than allowed")
 DELIVERIES_WITHHELD = Counter("gapstream_deliveries_withheld_total",
                               "Deliveries withheld from a subscriber, by rule", ["reason"])
-ADT_TO_WEBHOOK = Histogram(
-    "gapstream_adt_to_webhook_seconds", "From MLLP receipt of the ADT message to the webhook's 2xx answer",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+EVENT_TO_WEBHOOK = Histogram(
+    "gapstream_event_to_webhook_seconds",
+    "From receipt of the triggering input (MLLP receipt of an ADT message, a claim's arrival) to the webhook's "
+    "2xx answer, per event type", ["event_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200),
 )
+WEBHOOK_RETRIES = Counter("gapstream_webhook_retries_total", "Webhook attempts that were not a delivery's first")
+PROCESSING = Histogram(
+    "gapstream_processing_seconds", "Time to process one input message, per agent or processor", ["agent"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+REBALANCES = Counter("gapstream_rebalances_total", "Partition assignments received, per consumer", ["consumer"])
+PARTITIONS_ASSIGNED = Gauge("gapstream_partitions_assigned", "Partitions this consumer holds", ["consumer"])
+RECOVERY_REMAINING = Gauge("gapstream_recovery_partitions_remaining",
+                           "Assigned partitions whose state is still being restored from the changelog", ["consumer"])
+RECOVERED_KEYS = Counter("gapstream_recovered_keys_total", "State keys restored from changelogs", ["consumer"])
+STATE_KEYS = Gauge("gapstream_state_keys", "Keys held in processor state (members, visits), per consumer", ["consumer"])
 MLLP_MESSAGES = Counter("gapstream_mllp_messages_total", "HL7 messages answered by the MLLP ingress", ["ack_code"])
 ATTRIBUTION_CHANGES = Counter("gapstream_attribution_changes_total",
                               "Members whose attributed organization or provider changed", ["rule"])
@@ -40,11 +53,12 @@ class _Families:
         return self._families
 
 
-def exposition(children: dict[str, bytes]) -> bytes:
-    """This process's metrics with those of its child processes (by name), as one exposition. A
-    sample several processes report is summed (counters and histograms are all there is to sum);
-    the per-process families (memory, CPU, interpreter) get a ``process`` label instead."""
-    families = {m.name: m for m in REGISTRY.collect()}
+def exposition(children: dict[str, bytes], measured: list[Metric] = ()) -> bytes:
+    """This process's metrics with those of its child processes (by name) and the ``measured``
+    families (read at scrape time), as one exposition. A sample several processes report is summed
+    (counters, histograms and the per-process gauges of partitions and state keys all sum); the
+    per-process families (memory, CPU, interpreter) get a ``process`` label instead."""
+    families = {m.name: m for m in [*REGISTRY.collect(), *measured]}
     for process, text in children.items():
         for family in text_string_to_metric_families(text.decode()):
             if family.name.startswith(("process_", "python_")):

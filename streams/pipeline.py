@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 import mode
@@ -14,7 +16,7 @@ from streams import topics
 from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
 from streams.deadletters import BadInput, dead_letter, where
-from streams.metrics import MESSAGES_IN
+from streams.metrics import MESSAGES_IN, PROCESSING
 from streams.serialization.codec import AvroCodec
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ class Pipeline:
     attribution: AttributionProcesses  # in processes of their own
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)
+    consumed: set[str] = field(default_factory=set)  # the topics the worker's agents read
+    collectors: list[Any] = field(default_factory=list)  # read when /metrics is scraped
     _topics: dict[tuple[str, ...], faust.TopicT] = field(default_factory=dict)
 
     def topic(self, *names: str) -> faust.TopicT:
@@ -54,10 +58,13 @@ class Pipeline:
     def agent(self, source: faust.TopicT, handle: Handler) -> None:
         """Run ``handle`` per event with concurrency 1 (faust-streaming can commit past an in-flight
         message otherwise). Bad input and unexpected errors become dead letters; the agent goes on."""
+        timer = PROCESSING.labels(agent=handle.__name__)
+
         async def run(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 source_topic = event.message.topic
                 MESSAGES_IN.labels(topic=source_topic).inc()
+                started = time.perf_counter()
                 try:
                     await handle(event)
                 except BadInput as exc:
@@ -65,6 +72,8 @@ class Pipeline:
                 except Exception as exc:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
+                timer.observe(time.perf_counter() - started)
 
         # Named by handler and topic: one handler may serve several topics, each with its own agent.
+        self.consumed.update(source.topics)
         self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}.{'+'.join(source.topics)}")(run)

@@ -31,7 +31,15 @@ from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, produce, producer_config
-from streams.metrics import MESSAGES_IN
+from streams.metrics import (
+    MESSAGES_IN,
+    PARTITIONS_ASSIGNED,
+    PROCESSING,
+    REBALANCES,
+    RECOVERED_KEYS,
+    RECOVERY_REMAINING,
+    STATE_KEYS,
+)
 from streams.serialization.codec import AvroCodec
 from streams.state.changelog import Changelog
 from streams.state.partitions import PartitionState
@@ -74,6 +82,7 @@ class StatefulProcessor:
         self._inputs, self._partitions, self._handler, self._codec = inputs, partitions, handler, codec
         self._interval, self._batch = commit_interval_s, batch_size
         self.changelog = Changelog(bootstrap, f"{group_id}-{name}-changelog", partitions)
+        self._timer = PROCESSING.labels(agent=name)
         self.states: dict[int, PartitionState] = {}
         # Held while the handler runs, so other threads (the HTTP API) read state between messages.
         self.lock = threading.RLock()
@@ -129,12 +138,18 @@ class StatefulProcessor:
             # it comes (a batch call would wait out its whole timeout for a full batch).
             batch = self._consumer.consume(self._batch, timeout=0) or self._consumer.consume(1, timeout=0.2)
             counts: Counter[str] = Counter()
+            started = time.perf_counter()
             with self.lock:  # once a batch: readers wait at most one batch, the flow pays no lock per message
                 for message in batch:
                     if not message.error():
                         counts[message.topic()] += 1
                         self._process(message, out)
                 self._handler.tick(self.states, out)
+            if counts:  # one observation per message, at the batch's mean: a timer per message costs more
+                processed = sum(counts.values())
+                per_message = (time.perf_counter() - started) / processed
+                for _ in range(processed):
+                    self._timer.observe(per_message)
             for topic, count in counts.items():
                 MESSAGES_IN.labels(topic=topic).inc(count)
             self._producer.poll(0)
@@ -173,6 +188,7 @@ class StatefulProcessor:
         self._flush()  # 1. outputs
         with self.lock:
             changed = {number: state.take_dirty() for number, state in self.states.items()}
+            STATE_KEYS.labels(consumer=self.name).set(sum(len(state.values) for state in self.states.values()))
         for number, values in changed.items():  # 2. state
             for key, value in values.items():
                 self.changelog.write(self._producer, number, key, self._handler.encode(value))
@@ -185,17 +201,24 @@ class StatefulProcessor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
         log.info("%s: assigned partitions %s", self.name, sorted(numbers))
+        REBALANCES.labels(consumer=self.name).inc()
+        PARTITIONS_ASSIGNED.labels(consumer=self.name).set(len(numbers))
         with self.lock:
             for number in set(self.states) - numbers:
                 self._handler.revoked(self.states.pop(number))
         new = sorted(numbers - set(self.states))
         started = time.monotonic()
+        remaining = RECOVERY_REMAINING.labels(consumer=self.name)
+        remaining.set(len(new))
         for number, raw in self.changelog.read(new).items() if new else ():
             state = PartitionState(number, {key: self._handler.decode(value) for key, value in raw.items()})
             with self.lock:
                 self.states[number] = state
                 self._handler.assigned(state)
+            remaining.dec()
+            RECOVERED_KEYS.labels(consumer=self.name).inc(len(raw))
             log.info("%s: partition %d recovered, %d keys", self.name, number, len(raw))
+        remaining.set(0)
         if new:
             log.info("%s: %d partitions recovered in %.1f s", self.name, len(new), time.monotonic() - started)
             # Recovered state lives long and has no reference cycles: keep the collector off it.
@@ -214,6 +237,7 @@ class StatefulProcessor:
         with self.lock:
             for number in {tp.partition for tp in partitions} & set(self.states):
                 self._handler.revoked(self.states.pop(number))
+        PARTITIONS_ASSIGNED.labels(consumer=self.name).set(len(self.states))
         self._positions.clear()
 
     def _close(self) -> None:

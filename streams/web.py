@@ -25,7 +25,7 @@ from streams import topics
 from streams.caregaps.catalog import catalog, consolidated
 from streams.caregaps.deqm import gaps_bundle
 from streams.caregaps.reports import DISPUTE_ROUTE, scorecard
-from streams.metrics import exposition
+from streams.metrics import STATE_KEYS, exposition
 from streams.pipeline import Pipeline
 
 
@@ -56,7 +56,10 @@ def register(p: Pipeline) -> None:
     async def metrics(web: faust.web.Web, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type, and Prometheus' content type carries one.
         children = await asyncio.to_thread(p.attribution.metrics)
-        return web.bytes(exposition(children), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        STATE_KEYS.labels(consumer="worker").set(len(p.tables["visits"]))
+        # Lag and SQL gauges ask the broker and the database: off the event loop.
+        measured = await asyncio.to_thread(lambda: [f for c in p.collectors for f in c.collect()])
+        return web.bytes(exposition(children, measured), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health(web: faust.web.Web, request: Request) -> Response:

@@ -132,7 +132,9 @@ def test_worker_metrics_count_what_happened(stack, sent):
     routed = f'gapstream_alerts_routed_total{{alert_type="adt.ed_visit",routed="yes"}} {float(sent["expected"])}'
     assert routed in text
     assert 'gapstream_webhook_attempts_total{outcome="success"}' in text
-    assert "gapstream_adt_to_webhook_seconds_count" in text
+    assert 'gapstream_event_to_webhook_seconds_count{event_type="adt.ed_visit"}' in text
+    assert 'gapstream_consumer_lag_messages{group="gapstream",partition="0",topic="adt.raw"}' in text
+    assert 'gapstream_sql_table_rows{table="alerts"}' in text
     assert 'gapstream_messages_in_total{topic="adt.raw"}' in text
     for line in text.splitlines():  # no member identifier ever becomes a label value
         assert "M011" not in line and "33333" not in line and "MRN12345" not in line

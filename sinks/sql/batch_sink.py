@@ -21,6 +21,7 @@ from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, producer_config
+from streams.kafka.lag import Group
 from streams.metrics import MESSAGES_IN
 from streams.models import AttributionChange, CohortMembership, Provider
 from streams.serialization.codec import AvroCodec
@@ -51,6 +52,7 @@ class SqlBatchSink:
         self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
         self._producer = Producer(producer_config(bootstrap))
         self._feeds = {f.topic: f for f in feeds(store)}
+        self.consumer_group = Group(group_id, tuple(self._feeds))
         self._codec, self._batch = codec, batch_size
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sql-batch-sink", daemon=True)

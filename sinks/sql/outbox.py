@@ -368,6 +368,16 @@ class Outbox:
                            {"subscription_id": sub.id, "url": sub.url, "reason": reason}, exclude=sub.id)
 
     # -- recovery ---------------------------------------------------------------------------------
+    def backlog(self) -> tuple[int, float | None]:
+        """Deliveries of alerts still to go to active subscriptions, and when the oldest was queued.
+        Paused and disabled subscriptions are left out: their backlog waits on purpose."""
+        with self._session() as s:
+            count, oldest = s.execute(select(func.count(), func.min(Delivery.created_at))
+                                      .join(Subscription, Subscription.id == Delivery.subscription_id)
+                                      .where(Delivery.status == "pending", Delivery.alert_id.is_not(None),
+                                             Subscription.status == "active")).one()
+        return count, oldest
+
     def status(self, subscription_id: str) -> dict[str, Any]:
         with self._session() as s:
             sub = s.get_one(Subscription, subscription_id)

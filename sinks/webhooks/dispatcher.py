@@ -29,7 +29,7 @@ from sinks.webhooks.egress import Egress, EgressRefused
 from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label
 from sinks.webhooks.signing import signed_headers
 from streams.deadletters import where
-from streams.metrics import ADT_TO_WEBHOOK, WEBHOOK_ATTEMPTS
+from streams.metrics import EVENT_TO_WEBHOOK, WEBHOOK_ATTEMPTS, WEBHOOK_RETRIES
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -113,8 +113,10 @@ class Dispatcher:
             now = time.time()
             decision = decide(result, job.attempts + 1, now, self._schedule)
             WEBHOOK_ATTEMPTS.labels(outcome=outcome_label(result)).inc()
+            if job.attempts:
+                WEBHOOK_RETRIES.inc()
             if decision.outcome == "delivered" and job.alert_id:
-                ADT_TO_WEBHOOK.observe(max(0.0, now - job.received_at_ms / 1000))
+                EVENT_TO_WEBHOOK.labels(event_type=job.event_type).observe(max(0.0, now - job.received_at_ms / 1000))
             attempt = AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now)
             if decision.outcome == "gone":  # disabled before the slot frees: nothing more goes to a gone endpoint
                 await self._write([attempt])

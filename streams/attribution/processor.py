@@ -36,6 +36,7 @@ from streams.claims.ledger import latest_date
 from streams.claims.validation import check_provider
 from streams.config import Settings
 from streams.deadletters import BadInput, where
+from streams.kafka.lag import Group
 from streams.metrics import ATTRIBUTION_CHANGES, CLAIMS_HELD, GAP_EVENTS
 from streams.models import (
     AttributionOverride,
@@ -210,6 +211,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def consumer_group(settings: Settings) -> Group:
+    return Group(f"{settings.app_id}-attribution", (*MESSAGE_TYPES, topics.PROVIDERS))
+
+
 class AttributionFlow:
     """The attribution processor with the provider directory it needs, started and stopped together.
     Runs in a child process of the worker (see :class:`AttributionProcesses`)."""
@@ -219,9 +224,9 @@ class AttributionFlow:
         self._codec = codec = codec_for(settings.schema_registry_url)
         self.handler = AttributionHandler(codec, Clock(settings.attribution_clock),
                                           settings.attribution_sweep_interval_s)
-        self.processor = StatefulProcessor(
-            "attribution", bootstrap, f"{settings.app_id}-attribution",
-            [*MESSAGE_TYPES, topics.PROVIDERS], settings.topic_partitions, self.handler, codec)
+        group = consumer_group(settings)
+        self.processor = StatefulProcessor("attribution", bootstrap, group.group_id, list(group.topics),
+                                           settings.topic_partitions, self.handler, codec)
 
     def start(self) -> None:
         self.processor.ensure_topics()
@@ -257,6 +262,7 @@ class AttributionProcesses:
     the default is one)."""
 
     def __init__(self, settings: Settings, bootstrap: str):
+        self.consumer_group = consumer_group(settings)
         self.children = [ChildProcess(f"attribution-{i}", AttributionFlow, (settings, bootstrap), settings.log_level)
                          for i in range(settings.attribution_processes)]
 

@@ -1,0 +1,56 @@
+"""Gauges read from SQL when Prometheus scrapes: the delivery backlog and the size of the tables
+that grow. Read at most every ``max_age_s``, so frequent scrapes do not become frequent scans."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from sinks.sql.models import Base
+from sinks.sql.store import Store
+
+log = logging.getLogger(__name__)
+COUNTED_TABLES = ("alerts", "deliveries", "delivery_attempts", "withheld_deliveries", "care_gaps",
+                  "attribution_current", "attribution_history", "providers", "member_cohorts")
+
+
+class StoreGauges:
+    def __init__(self, store: Store, max_age_s: float = 15.0):
+        self._store, self._max_age_s = store, max_age_s
+        self._lock = threading.Lock()
+        self._read_at = 0.0
+        self._values: tuple[int, float | None, dict[str, int]] | None = None
+
+    def _read(self) -> tuple[int, float | None, dict[str, int]] | None:
+        with self._lock:
+            if self._values is None or time.monotonic() - self._read_at >= self._max_age_s:
+                try:
+                    pending, oldest = self._store.outbox.backlog()
+                    with self._store.engine.connect() as c:
+                        sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
+                                 for name in COUNTED_TABLES}
+                    self._values = (pending, oldest, sizes)
+                except SQLAlchemyError as exc:  # the database is briefly away: no figures rather than stale ones
+                    log.warning("reading SQL gauges failed: %s", type(exc).__name__)
+                    self._values = None
+                self._read_at = time.monotonic()
+            return self._values
+
+    def collect(self):
+        values = self._read()
+        if values is None:
+            return
+        pending, oldest, sizes = values
+        yield GaugeMetricFamily("gapstream_webhook_pending_deliveries",
+                                "Alert deliveries waiting to go to active subscriptions", value=pending)
+        yield GaugeMetricFamily("gapstream_webhook_oldest_undelivered_seconds",
+                                "Age of the oldest alert delivery still waiting (0 when none waits)",
+                                value=max(0.0, time.time() - oldest) if oldest else 0.0)
+        rows = GaugeMetricFamily("gapstream_sql_table_rows", "Rows per SQL table", labels=["table"])
+        for name, count in sizes.items():
+            rows.add_metric([name], count)
+        yield rows
