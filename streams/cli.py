@@ -92,6 +92,25 @@ def worker() -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=2575, show_default=True)
+@click.option("--rate", type=float, default=None, help="Messages a second (default: as fast as ACKs come).")
+def send(path: Path, host: str, port: int, rate: float | None) -> None:
+    """Send the HL7 v2 messages of a file (one per line, segments separated by CR, as `generate`
+    writes them) to an MLLP listener and count the ACK codes."""
+    from streams.adt.mllp_client import send_messages
+
+    # Bytes, not text: reading text would turn the segment separators (CR) into line ends.
+    messages = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+    report = asyncio.run(send_messages(host, port, messages, rate_per_s=rate))
+    counts = {code: report.acks.count(code) for code in sorted(set(report.acks))}
+    click.echo(json.dumps({"sent": len(messages), "acks": counts, "seconds": round(report.seconds, 2)}))
+    if set(counts) - {"AA"}:
+        raise SystemExit(1)
+
+
+@main.command()
 @click.option("--host", default=None, help="Listen address (GAPSTREAM_MLLP_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (GAPSTREAM_MLLP_PORT, default 2575).")
 def mllp(host: str | None, port: int | None) -> None:

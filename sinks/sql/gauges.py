@@ -1,5 +1,6 @@
-"""Gauges read from SQL when Prometheus scrapes: the delivery backlog and the size of the tables
-that grow. Read at most every ``max_age_s``, so frequent scrapes do not become frequent scans."""
+"""Gauges read from SQL when Prometheus scrapes: the delivery backlog, care gaps by measure,
+attributed organization and status, and the size of the tables that grow. Read at most every
+``max_age_s``, so frequent scrapes do not become frequent scans."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from sinks.sql.models import Base
+from sinks.sql.models import AttributionCurrent, Base, CareGap
 from sinks.sql.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,9 @@ class StoreGauges:
         self._store, self._max_age_s = store, max_age_s
         self._lock = threading.Lock()
         self._read_at = 0.0
-        self._values: tuple[int, float | None, dict[str, int]] | None = None
+        self._values: tuple[int, float | None, dict[str, int], list] | None = None
 
-    def _read(self) -> tuple[int, float | None, dict[str, int]] | None:
+    def _read(self) -> tuple[int, float | None, dict[str, int], list] | None:
         with self._lock:
             if self._values is None or time.monotonic() - self._read_at >= self._max_age_s:
                 try:
@@ -33,7 +34,13 @@ class StoreGauges:
                     with self._store.engine.connect() as c:
                         sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
                                  for name in COUNTED_TABLES}
-                    self._values = (pending, oldest, sizes)
+                        # Organizations are a bounded set (the plan's contracts); members never become labels.
+                        gaps = c.execute(
+                            select(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status, func.count())
+                            .select_from(CareGap)
+                            .outerjoin(AttributionCurrent, AttributionCurrent.member_id == CareGap.member_id)
+                            .group_by(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status)).all()
+                    self._values = (pending, oldest, sizes, gaps)
                 except SQLAlchemyError as exc:  # the database is briefly away: no figures rather than stale ones
                     log.warning("reading SQL gauges failed: %s", type(exc).__name__)
                     self._values = None
@@ -44,7 +51,7 @@ class StoreGauges:
         values = self._read()
         if values is None:
             return
-        pending, oldest, sizes = values
+        pending, oldest, sizes, gaps = values
         yield GaugeMetricFamily("gapstream_webhook_pending_deliveries",
                                 "Alert deliveries waiting to go to active subscriptions", value=pending)
         yield GaugeMetricFamily("gapstream_webhook_oldest_undelivered_seconds",
@@ -54,3 +61,9 @@ class StoreGauges:
         for name, count in sizes.items():
             rows.add_metric([name], count)
         yield rows
+        by_status = GaugeMetricFamily(
+            "gapstream_care_gaps", "Members' care gaps by measure, attributed organization (none when unattributed) "
+            "and status", labels=["measure", "organization", "status"])
+        for measure, organization, status, count in gaps:
+            by_status.add_metric([measure, organization or "none", status], count)
+        yield by_status
