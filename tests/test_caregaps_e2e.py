@@ -47,19 +47,26 @@ def webhooks(receiver, alert_type):
     return [e["data"] for e in events if e["type"] == alert_type]
 
 
-@pytest.fixture(scope="module")
-def stack(broker, tmp_path_factory):
-    worker = start_worker(broker.bootstrap, tmp_path_factory.mktemp("gaps"))
+def subscribed_patient(bootstrap: str, worker) -> Receiver:
+    """ORG's endpoint subscribed, its PCP in the directory, and PATIENT covered with the history
+    that makes an ED visit open FMC; the receiver returned."""
     receiver = Receiver(secret=new_secret()).start()
     subprocess.run([sys.executable, "-m", "streams.cli", "subscriptions", "add", "--organization", ORG,
                     "--url", receiver.url, "--secret", receiver.secret], env=worker.env, check=True,
                    capture_output=True, timeout=60)
-    asyncio.run(publish(broker.bootstrap, [
+    asyncio.run(publish(bootstrap, [
         Provider(npi=PCP, name="Dr. Gaps", role="PRIMARY_CARE_PHYSICIAN", organization_id=ORG),
         EligibilitySpan(member_id=PATIENT.member_id, payer="PLAN", product_line="MEDICARE_ADVANTAGE",
                         coverage_start="2020-01-01", birth_date="1950-06-01", sex="F", selected_pcp_npi=PCP,
                         received_at_ms=1),
         *history()]))
+    return receiver
+
+
+@pytest.fixture(scope="module")
+def stack(broker, tmp_path_factory):
+    worker = start_worker(broker.bootstrap, tmp_path_factory.mktemp("gaps"))
+    receiver = subscribed_patient(broker.bootstrap, worker)
     mllp_port = free_port()
     mllp = subprocess.Popen([sys.executable, "-m", "streams.cli", "mllp", "--port", str(mllp_port)],
                             env={**worker.env, "GAPSTREAM_MLLP_METRICS_PORT": str(free_port())},

@@ -16,15 +16,14 @@ import httpx
 import pytest
 import yaml
 
-from sinks.webhooks.signing import new_secret
 from streams.kafka.broker import die_with_parent, free_port
-from streams.models import EligibilitySpan, Provider
+from streams.models import EligibilitySpan
 from streams.sources.publish import publish
 from streams.tools.demo import wait_listening
 from streams.tools.generate import AdtFeed
 from tests.claims_factory import visit
-from tests.helpers import Receiver, start_worker, wait_for
-from tests.test_caregaps_e2e import ORG, PATIENT, PCP, SCREENED, TODAY, fmc, history, webhooks
+from tests.helpers import start_worker, wait_for
+from tests.test_caregaps_e2e import PATIENT, PCP, SCREENED, TODAY, fmc, subscribed_patient, webhooks
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,16 +77,7 @@ def traffic(broker, tmp_path_factory):
     member due for colorectal screening (an open gap)."""
     data_dir = tmp_path_factory.mktemp("prometheus-stack")
     worker = start_worker(broker.bootstrap, data_dir)
-    receiver = Receiver(secret=new_secret()).start()
-    subprocess.run([sys.executable, "-m", "streams.cli", "subscriptions", "add", "--organization", ORG,
-                    "--url", receiver.url, "--secret", receiver.secret], env=worker.env, check=True,
-                   capture_output=True, timeout=60)
-    asyncio.run(publish(broker.bootstrap, [
-        Provider(npi=PCP, name="Dr. Gaps", role="PRIMARY_CARE_PHYSICIAN", organization_id=ORG),
-        EligibilitySpan(member_id=PATIENT.member_id, payer="PLAN", product_line="MEDICARE_ADVANTAGE",
-                        coverage_start="2020-01-01", birth_date="1950-06-01", sex="F", selected_pcp_npi=PCP,
-                        received_at_ms=1),
-        *history()]))
+    receiver = subscribed_patient(broker.bootstrap, worker)
     mllp_port, mllp_metrics_port = free_port(), free_port()
     mllp = subprocess.Popen([sys.executable, "-m", "streams.cli", "mllp", "--port", str(mllp_port)],
                             env={**worker.env, "GAPSTREAM_MLLP_METRICS_PORT": str(mllp_metrics_port)},
@@ -135,7 +125,7 @@ def prometheus(prometheus_binary, traffic, tmp_path_factory):
     def scraped_enough() -> bool:
         try:
             result = query(url, "count_over_time(up[1m])")["data"]["result"]
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not listening yet, or 503 while its storage opens
             return False
         # Both targets up, with enough samples for rate() and deriv() over them.
         return len(result) == 2 and all(float(r["value"][1]) >= 6 for r in result) and \
