@@ -61,6 +61,10 @@ class Pipeline:
         timer = PROCESSING.labels(agent=handle.__name__)
 
         async def run(stream: faust.StreamT) -> None:
+            # Acked by hand once handled: Faust's own ack sits in a ``finally`` around the ``yield``,
+            # so a worker stopping mid-message would commit that message unprocessed (found by
+            # tests/test_scale_out.py: one ED alert lost in the hand-over).
+            stream = stream.noack()
             async for event in stream.events():
                 source_topic = event.message.topic
                 MESSAGES_IN.labels(topic=source_topic).inc()
@@ -72,6 +76,7 @@ class Pipeline:
                 except Exception as exc:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
+                await stream.ack(event)
                 timer.observe(time.perf_counter() - started)
 
         # Named by handler and topic: one handler may serve several topics, each with its own agent.

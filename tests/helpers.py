@@ -139,11 +139,11 @@ class WorkerProcess:
 
 def start_worker(bootstrap: str, data_dir: Path, **extra_env: str) -> WorkerProcess:
     web_port = free_port()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
-           "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1",
-           "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-           "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "0.5", **extra_env}
-    env.pop("DATABASE_URL", None)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # SQLite in data_dir unless given
+    env.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
+                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1",
+                "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+                "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "0.5", **extra_env})
     log = open(data_dir / "worker.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
