@@ -58,6 +58,19 @@ class DispatcherService(mode.Service):
         await self.dispatcher.close()
 
 
+class ClosingService(mode.Service):
+    """Closes, when the worker stops, the broker clients opened for it outside the services above
+    (the lag probe's)."""
+
+    def __init__(self, *closing: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.closing = closing
+
+    async def on_stop(self) -> None:
+        for thing in self.closing:
+            await asyncio.to_thread(thing.close)
+
+
 def build(settings: Settings, bootstrap: str) -> Pipeline:
     app = faust.App(
         settings.app_id,
@@ -92,7 +105,9 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     subscriptions_api.register(pipeline)
     groups = [Group(settings.app_id, tuple(sorted(pipeline.consumed))), sql_sink.consumer_group,
               attribution.consumer_group]
-    pipeline.collectors += [LagProbe(bootstrap, groups, settings.topic_partitions), StoreGauges(store)]
+    lag = LagProbe(bootstrap, groups, settings.topic_partitions)
+    pipeline.collectors += [lag, StoreGauges(store)]
+    pipeline.services.append(ClosingService(lag))
 
     @app.on_partitions_assigned.connect
     async def _assigned(_app: faust.App, assigned: set, **_: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from sinks.sql.subscriptions import SubscriptionError
+from sinks.webhooks.payloads import FORMATS
 from streams import config, topics
 from streams.kafka.broker import BrokerError
 
@@ -278,7 +279,7 @@ def subscriptions() -> None:
 @click.option("--events", default="*", show_default=True,
               help="Event types to receive, comma-separated; patterns such as adt.* or gap.* allowed.")
 @click.option("--format", "payload_format", default="json-full", show_default=True,
-              type=click.Choice(["json-full", "json-thin", "fhir"]))
+              type=click.Choice(FORMATS))
 def subscriptions_add(organization: str, url: str, secret: str | None, events: str, payload_format: str) -> None:
     """Register a webhook endpoint for an organization; prints its id and secret as JSON."""
     from sinks.sql.subscriptions import NotFound, Spec

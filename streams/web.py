@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
@@ -21,6 +22,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sinks.sql.attribution import DisputeError
+from sinks.webhooks.payloads import utc_iso
 from streams import topics
 from streams.caregaps.catalog import catalog, consolidated
 from streams.caregaps.deqm import gaps_bundle
@@ -102,7 +104,7 @@ def register(p: Pipeline) -> None:
         async def get(self, request: Request, member_id: str) -> Response:
             """The member's gaps in care as a FHIR R4 document Bundle (Da Vinci DEQM shape)."""
             found = await asyncio.to_thread(p.store.gaps.for_member, member_id)
-            return self.json(gaps_bundle(member_id, found, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+            return self.json(gaps_bundle(member_id, found, utc_iso(time.time())))
 
     @app.page("/providers/{npi}/scorecard")
     class Scorecard(View):

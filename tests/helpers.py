@@ -67,7 +67,7 @@ class Receiver:
             loop.run_forever()
 
         threading.Thread(target=serve, daemon=True).start()
-        ready.wait(10)
+        assert ready.wait(10), f"the receiver did not start listening on port {self.port}"
         return self
 
 

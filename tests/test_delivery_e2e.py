@@ -36,9 +36,10 @@ def stack(broker, tmp_path_factory):
                                token=tokens[org])
         assert status == 201, created
         receiver.secret, subs[org] = created["secret"], created["id"]
-    yield {"worker": worker, "tokens": tokens, "receivers": receivers, "subs": subs, "bootstrap": broker.bootstrap,
-           "data_dir": data_dir}
-    worker.stop()
+    running = {"worker": worker, "tokens": tokens, "receivers": receivers, "subs": subs,
+               "bootstrap": broker.bootstrap, "data_dir": data_dir}
+    yield running
+    running["worker"].stop()  # the worker a test restarted, if it did
 
 
 def received(receiver: Receiver, alert_type: str = "adt.ed_visit") -> list[dict]:
@@ -64,7 +65,8 @@ def test_alerts_reach_only_the_attributed_organization_and_each_token_sees_only_
     wait_for(lambda: len(received(receivers["ORG-A"])) >= 3, 30, message="ORG-A's alerts")
     time.sleep(1)
     assert received(receivers["ORG-B"]) == []
-    assert [e["events_since_subscription_start"] for e in received(receivers["ORG-A"])][:3] == [1, 2, 3]
+    # Different members' events may overtake each other; their numbers have no holes.
+    assert sorted(e["events_since_subscription_start"] for e in received(receivers["ORG-A"]))[:3] == [1, 2, 3]
 
     a, b = tokens["ORG-A"], tokens["ORG-B"]
     assert [s["id"] for s in call(port, "/subscriptions", token=b)[1]] == [subs["ORG-B"]]

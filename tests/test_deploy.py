@@ -79,7 +79,7 @@ def test_prometheus_configuration_and_rules_pass_promtool():
 def test_the_alerts_the_issue_names_are_there():
     rules = yaml.safe_load((ROOT / "deploy/prometheus/rules/gapstream.yml").read_text())
     exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
-    assert "up" in exprs["GapstreamWorkerDown"]
+    assert exprs["GapstreamWorkerDown"].startswith('up{job="gapstream-worker"}')
     assert "15m" in exprs["GapstreamConsumerLagNotShrinking"]
     assert "gapstream_event_to_webhook_seconds_bucket" in exprs["GapstreamEdAlertLatencyAboveObjective"]
     assert "gapstream_dead_letters_total" in exprs["GapstreamDeadLettersGrowing"]

@@ -50,6 +50,16 @@ def test_an_alert_stored_twice_is_queued_once_and_events_are_numbered_without_ho
     assert store.outbox.status(sub)["events_since_subscription_start"] == 2
 
 
+def test_a_replayed_alert_is_not_fanned_out_again_to_who_qualifies_since(store):
+    first = subscribe(store, "ORG1")
+    store.outbox.save_alert(alert("a1", org="ORG1"))
+    later = subscribe(store, "ORG1", url="http://127.0.0.1:10/hook")
+    subscribe(store, "ORG2")
+    assert store.outbox.save_alert(alert("a1", org="ORG2")) == 0  # replayed after the member moved to ORG2
+    assert {(d.subscription_id, d.alert_id) for d in store.deliveries()} == {(first, "a1")}
+    assert later not in {d.subscription_id for d in store.deliveries()}
+
+
 def test_only_the_attributed_organization_and_granted_plan_level_subscriptions_receive(store):
     mine = subscribe(store, "ORG1")
     other = subscribe(store, "ORG2")

@@ -36,6 +36,7 @@ def test_a_second_worker_shares_the_partitions_and_takes_them_all_when_the_first
     first = start_worker(broker.bootstrap, tmp_path / "w1", **database)
     alone = assigned(first)
     second = start_worker(broker.bootstrap, tmp_path / "w2", **database)
+    mllp = None
     try:
         # Faust also hands each worker standby copies of the other's table changelogs, so the two
         # counts add up to more than one worker alone held.
@@ -92,8 +93,9 @@ def test_a_second_worker_shares_the_partitions_and_takes_them_all_when_the_first
         by_visit = received()
         assert set(by_visit) == expected
         assert all(len(ids) == 1 for ids in by_visit.values()), {v: i for v, i in by_visit.items() if len(i) > 1}
-        mllp.terminate()
-        mllp.wait(10)
     finally:
+        if mllp is not None:
+            mllp.terminate()
+            mllp.wait(10)
         second.stop()
         first.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -11,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import AttributionCurrent, AttributionListVersion, AttributionPeriod, Dispute, DisputeEvent
+from sinks.webhooks.payloads import utc_iso
 from streams.models import AttributionChange, AttributionOverride
 
 
@@ -19,7 +21,7 @@ class DisputeError(ValueError):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return utc_iso(time.time())
 
 
 class AttributionStore:

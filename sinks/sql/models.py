@@ -51,7 +51,7 @@ class Subscription(Base):
     # After a rotation the previous secret also signs until it expires, so receivers can switch over.
     previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | disabled | deleted
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     # Comma-separated alert types it receives; shell-style patterns ("adt.*", "gap.*", "*").
     event_types: Mapped[str] = mapped_column(Text, default="*")
@@ -117,7 +117,7 @@ class DeliveryAttempt(Base):
     webhook_id: Mapped[str] = mapped_column(ForeignKey("deliveries.webhook_id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[float] = mapped_column(Float)
-    outcome: Mapped[str] = mapped_column(String(32))  # success | http_error | timeout | connection_error | refused
+    outcome: Mapped[str] = mapped_column(String(32))  # sinks.webhooks.retries.outcome_label
     status_code: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)

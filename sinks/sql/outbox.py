@@ -87,13 +87,14 @@ _SUBSCRIPTION_COLUMNS = [Subscription.__table__.c[name] for name in (
 
 def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str]) -> Select:
     """The first ``per_subscription`` due deliveries of each active subscription whose endpoint has
-    a free slot, oldest first. PostgreSQL reads each head with a lateral join; SQLite has none, but
-    runs a correlated ``IN`` subquery once per subscription, through the same index."""
+    a free slot, oldest first, with what sending needs of the subscription. PostgreSQL reads each
+    head with a lateral join; SQLite has none, but runs a correlated ``IN`` subquery once per
+    subscription, through the same index."""
     d = Delivery.__table__.alias("head")
     head = (select(d.c.webhook_id, d.c.subscription_id, d.c.member_id, d.c.next_attempt_at, d.c.event_number)
             .where(d.c.subscription_id == Subscription.id, d.c.status == "pending", d.c.next_attempt_at <= now)
             .order_by(d.c.next_attempt_at, d.c.event_number).limit(per_subscription))
-    subscriptions = select(Subscription.endpoint).select_from(Subscription).where(
+    subscriptions = select(*_SUBSCRIPTION_COLUMNS).select_from(Subscription).where(
         Subscription.status == "active", Subscription.endpoint.not_in(full))
     if dialect == "postgresql":
         rows = head.lateral()
@@ -185,13 +186,15 @@ class Outbox:
         Returns how many deliveries were queued now (0 when the alert was stored before)."""
         payload = json.dumps(alert.to_record(), sort_keys=True)
         with self._session.begin() as s:
-            s.execute(self._insert(AlertRow).values(
+            stored = s.execute(self._insert(AlertRow).values(
                 alert_id=alert.alert_id, alert_type=alert.alert_type, member_id=alert.member_id,
                 organization_id=alert.organization_id, facility=alert.facility,
                 visit_number=alert.visit_number, event_type=alert.event_type, occurred_at=alert.occurred_at,
                 received_at_ms=alert.received_at_ms, created_at_ms=alert.created_at_ms, payload=payload,
-            ).on_conflict_do_nothing(index_elements=["alert_id"]))
-            if not alert.member_id:
+            ).on_conflict_do_nothing(index_elements=["alert_id"]).returning(AlertRow.alert_id)).scalar()
+            # Stored before means fanned out then, in the same transaction: a replay decides nothing
+            # again, so a subscription created or an attribution changed since does not get it now.
+            if stored is None or not alert.member_id:
                 return 0
             recipients = self._recipients(s, alert)
             sensitive = self._part2.reason(alert)
@@ -270,9 +273,8 @@ class Outbox:
         of a claim grows with the number of subscriptions, not with the backlog, so a dead
         endpoint's thousands of waiting deliveries do not slow down claiming for anyone else."""
         full = [e for e, free in per_endpoint.items() if free <= 0]
-        per_subscription = max([default_slots, *per_endpoint.values()])
-        with self._session() as s:
-            candidates = s.execute(_queue_heads(s.get_bind().dialect.name, now, per_subscription, full)).all()
+        with self._session() as s:  # free slots never exceed the default: a subscription's head is that long
+            candidates = s.execute(_queue_heads(s.get_bind().dialect.name, now, default_slots, full)).all()
         # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
         # lease that expired (a crashed sender) made it due later than the next one.
         first: dict[tuple[str, str], Any] = {}
@@ -280,7 +282,7 @@ class Outbox:
             key = (row.subscription_id, row.member_id)
             if row.member_id and (key not in first or row.event_number < first[key].event_number):
                 first[key] = row
-        taken: list[str] = []
+        taken: list[Any] = []
         counts: dict[str, int] = {}
         for row in candidates:
             key = (row.subscription_id, row.member_id)
@@ -289,20 +291,18 @@ class Outbox:
             if counts.get(row.endpoint, 0) >= per_endpoint.get(row.endpoint, default_slots):
                 continue
             counts[row.endpoint] = counts.get(row.endpoint, 0) + 1
-            taken.append(row.webhook_id)
+            taken.append(row)
         if not taken:
             return []
         deliveries = Delivery.__table__
         with self._session.begin() as s:
             # Due at the time of the update, or another dispatcher leased it in between.
             claimed = s.execute(update(deliveries).where(
-                deliveries.c.webhook_id.in_(taken), deliveries.c.status == "pending",
+                deliveries.c.webhook_id.in_([row.webhook_id for row in taken]), deliveries.c.status == "pending",
                 deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
-            subs = {row.id: row for row in s.execute(select(*_SUBSCRIPTION_COLUMNS).where(
-                Subscription.id.in_({row.subscription_id for row in claimed})))}
         by_id = {row.webhook_id: row for row in claimed}
-        return [_job(by_id[w], subs[by_id[w].subscription_id], now) for w in taken if w in by_id]
+        return [_job(by_id[row.webhook_id], row, now) for row in taken if row.webhook_id in by_id]
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,

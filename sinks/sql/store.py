@@ -19,7 +19,7 @@ from sinks.sql.attribution import AttributionStore
 from sinks.sql.cohorts import CohortStore
 from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
-from sinks.sql.models import AlertRow, Delivery
+from sinks.sql.models import Delivery
 from sinks.sql.outbox import Outbox
 from sinks.sql.subscriptions import SubscriptionStore
 from sinks.webhooks.disclosure import part2_rule
@@ -67,10 +67,6 @@ class Store:
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     # -- reading back ----------------------------------------------------------------------------
-    def alerts(self) -> list[AlertRow]:
-        with self._session() as s:
-            return list(s.scalars(select(AlertRow).order_by(AlertRow.created_at_ms)))
-
     def deliveries(self) -> list[Delivery]:
         with self._session() as s:
             return list(s.scalars(select(Delivery)))

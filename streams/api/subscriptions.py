@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from sinks.sql.subscriptions import Spec
-from sinks.webhooks.payloads import utc_iso
+from sinks.webhooks.payloads import FORMATS, utc_iso
 from streams.api.routes import Api, ApiError, Call, Text
 from streams.attribution.lists import csv_text, entries, fhir_group
 from streams.caregaps.reports import worklist
@@ -20,7 +21,7 @@ SUBSCRIPTION_FIELDS = {
     "url": {"type": "string", "format": "uri", "description": "https, on a public address"},
     "event_types": {**_STRINGS, "description": "Event types or patterns: adt.ed_visit, gap.*, ..."},
     "filters": {"type": "object", "properties": {"measures": _STRINGS, "facilities": _STRINGS}},
-    "payload_format": {"type": "string", "enum": ["json-full", "json-thin", "fhir"]},
+    "payload_format": {"type": "string", "enum": list(FORMATS)},
     "scope": {"type": "string", "enum": ["attributed", "plan"],
               "description": "plan: every plan member's events; needs the plan-level role"},
     "heartbeat_period_s": {"type": "number", "description": "A heartbeat after this long without events"},
@@ -170,7 +171,7 @@ def build_api(p: Pipeline) -> Api:
         current = await run(store.members_of, org)
         previous = await run(store.last_published, org)
         listed = entries([(c.member_id, c.npi, c.effective_date) for c in current], previous)
-        as_of = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        as_of = utc_iso(time.time())
         if call.query.get("publish") == "true":
             as_of = await run(store.publish, org, {e.member_id: e.npi for e in listed if e.change != "dropped"})
         if call.query.get("format") == "csv":

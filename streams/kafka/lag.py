@@ -1,11 +1,13 @@
 """Consumer lag, measured from outside the consumers.
 
-Each consumer group's committed offsets are compared with the partitions' high watermarks. This is
-asked of the broker at scrape time, not taken from the consumers themselves, so a consumer that is
-stuck or dead shows its lag growing instead of the last figure it reported. Lag in seconds is the
-age of the oldest message not yet committed (its broker timestamp), read by a probe consumer that
-never joins a group. Offsets are what the delivery contract commits after the work is stored, so
-this is the backlog a restart would process again.
+Each consumer group's committed offsets are compared with the partitions' ends. This is asked of
+the broker at scrape time, not taken from the consumers themselves, so a consumer that is stuck or
+dead shows its lag growing instead of the last figure it reported. A probe consumer, which never
+joins a group, fetches from each committed offset: the first message there gives the lag in
+seconds (its broker timestamp), and the fetch answer gives the end. The end is not asked with a
+ListOffsets query, which the embedded broker answers short (see streams/kafka/reading.py). Offsets
+are what the delivery contract commits after the work is stored, so this is the backlog a restart
+would process again.
 """
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.core import GaugeMetricFamily
 
-from streams.kafka.clients import SilentLogger
+from streams.kafka.reading import eof_consumer
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,13 @@ class PartitionLag:
     topic: str
     partition: int
     messages: int
-    seconds: float
+    seconds: float | None  # None when the oldest uncommitted message could not be read in time
 
 
 class LagProbe:
     """Prometheus collector of ``gapstream_consumer_lag_messages`` and ``_seconds`` per group, topic
-    and partition. Measured at most every ``max_age_s``: a scrape should not cost a round of broker
-    requests per partition each time."""
+    and partition. Measured at most every ``max_age_s``: a scrape should not cost a round of
+    fetches each time."""
 
     def __init__(self, bootstrap: str, groups: list[Group], partitions: int, max_age_s: float = 10.0,
                  timeout_s: float = 5.0):
@@ -52,11 +54,10 @@ class LagProbe:
         self._consumers: dict[str, Consumer] = {}
 
     def _consumer(self, group_id: str) -> Consumer:
-        # A consumer with the group's id that never subscribes: it reads the group's commits without joining.
+        # A group's consumer that never subscribes reads the group's commits without joining it; the
+        # probe's own id commits nothing.
         if group_id not in self._consumers:
-            self._consumers[group_id] = Consumer({
-                "bootstrap.servers": self._bootstrap, "group.id": group_id, "enable.auto.commit": False,
-                "enable.partition.eof": False, "logger": SilentLogger()})
+            self._consumers[group_id] = eof_consumer(self._bootstrap, group_id)
         return self._consumers[group_id]
 
     def measure(self) -> list[PartitionLag]:
@@ -64,46 +65,54 @@ class LagProbe:
             if time.monotonic() - self._measured_at < self._max_age_s:
                 return self._last
             try:
-                self._last = self._measure()
+                self._last = [lag for group in self._groups for lag in self._measure(group)]
             except KafkaException as exc:  # the broker is briefly away: report nothing rather than stale figures
                 log.warning("measuring consumer lag failed: %s", exc)
                 self._last = []
             self._measured_at = time.monotonic()
             return self._last
 
-    def _measure(self) -> list[PartitionLag]:
-        found: list[tuple[str, TopicPartition, int]] = []  # group, partition at its position, lag
-        for group in self._groups:
-            consumer = self._consumer(group.group_id)
-            wanted = [TopicPartition(t, p) for t in group.topics for p in range(self._partitions)]
-            for tp in consumer.committed(wanted, timeout=self._timeout_s):
-                low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout_s)
-                # Nothing committed yet: the group starts from the earliest offset.
-                position = low if tp.offset == OFFSET_INVALID or tp.offset < low else tp.offset
-                at = TopicPartition(tp.topic, tp.partition, position)
-                found.append((group.group_id, at, max(0, high - position)))
-        ages = self._ages([tp for _, tp, lag in found if lag > 0])
-        return [PartitionLag(g, tp.topic, tp.partition, lag, ages.get((tp.topic, tp.partition, tp.offset), 0.0))
-                for g, tp, lag in found]
-
-    def _ages(self, positions: list[TopicPartition]) -> dict[tuple[str, int, int], float]:
-        """Seconds since the broker stored the message at each position."""
-        if not positions:
-            return {}
+    def _measure(self, group: Group) -> list[PartitionLag]:
+        wanted = [TopicPartition(t, p) for t in group.topics for p in range(self._partitions)]
+        committed = self._consumer(group.group_id).committed(wanted, timeout=self._timeout_s)
+        # Nothing committed yet: the group starts from the beginning.
+        starts = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                  for tp in committed]
         probe = self._consumer("gapstream-lag-probe")
-        wanted = {(tp.topic, tp.partition, tp.offset) for tp in positions}
-        ages: dict[tuple[str, int, int], float] = {}
-        probe.assign(positions)
+        heads = self._heads(probe, starts)
+        found = []
+        for (topic, partition), (position, age) in heads.items():
+            _, end = probe.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            lag = max(0, end - position)
+            found.append(PartitionLag(group.group_id, topic, partition, lag, age if lag else 0.0))
+        return found
+
+    def _heads(self, probe: Consumer, starts: list[TopicPartition]) -> dict[tuple[str, int], tuple[int, float | None]]:
+        """Per partition, the first offset not yet committed and the age of the message there (None
+        at the end). Each partition is paused once answered, so a long backlog on one does not
+        crowd out the others; partitions not answered in time are left out."""
+        heads: dict[tuple[str, int], tuple[int, float | None]] = {}
+        probe.assign(starts)
         try:
             deadline = time.monotonic() + self._timeout_s
-            while len(ages) < len(wanted) and time.monotonic() < deadline:
-                for message in probe.consume(len(wanted), timeout=0.2):
-                    key = (message.topic(), message.partition(), message.offset())
-                    if message.error() is None and key in wanted:
-                        ages[key] = max(0.0, time.time() - message.timestamp()[1] / 1000)
+            while len(heads) < len(starts) and time.monotonic() < deadline:
+                for message in probe.consume(len(starts), timeout=0.2):
+                    key = (message.topic(), message.partition())
+                    if key in heads:
+                        continue
+                    error = message.error()
+                    if error is None:
+                        heads[key] = (message.offset(), max(0.0, time.time() - message.timestamp()[1] / 1000))
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        heads[key] = (message.offset(), None)
+                    else:
+                        continue
+                    probe.pause([TopicPartition(*key)])
         finally:
+            # librdkafka keeps a partition paused across assignments: resume before letting go.
+            probe.resume([TopicPartition(topic, partition) for topic, partition in heads])
             probe.unassign()
-        return ages
+        return heads
 
     def collect(self):
         messages = GaugeMetricFamily("gapstream_consumer_lag_messages",
@@ -115,7 +124,8 @@ class LagProbe:
         for lag in self.measure():
             labels = [lag.group, lag.topic, str(lag.partition)]
             messages.add_metric(labels, lag.messages)
-            seconds.add_metric(labels, lag.seconds)
+            if lag.seconds is not None:
+                seconds.add_metric(labels, lag.seconds)
         yield messages
         yield seconds
 
