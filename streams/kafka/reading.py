@@ -19,10 +19,10 @@ class ReadTimeout(RuntimeError):
     pass
 
 
-def eof_consumer(bootstrap: str, group_id: str) -> Consumer:
+def eof_consumer(bootstrap: str, group_id: str, **extra: object) -> Consumer:
     """A consumer outside any group's offsets that reports reaching the end of each partition."""
     return Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
-                     "enable.partition.eof": True, "logger": SilentLogger()})
+                     "enable.partition.eof": True, "logger": SilentLogger(), **extra})
 
 
 def read_to_end(bootstrap: str, topic: str, partitions: list[int] | None = None,
