@@ -89,6 +89,15 @@ def test_days_in_hospital_neither_count_nor_use_up_the_supply():
     assert (without.details["supply_ends"], within.details["supply_ends"]) == ("2026-03-02", "2026-03-12")
 
 
+def test_two_hospital_stays_both_count():
+    # Found by `gapstream bench pipeline`: a member's second stay made the evaluation fail.
+    fills = (fill("a", "2026-01-01", 30), fill("b", "2026-01-31", 30))
+    stays = [Visit("H|2", "inpatient_admission", D(2026, 2, 22)), Visit("H|2", "inpatient_discharge", D(2026, 2, 25)),
+             Visit("H|1", "inpatient_admission", D(2026, 2, 10)), Visit("H|1", "inpatient_discharge", D(2026, 2, 20))]
+    found = d08(*fills, today=D(2026, 3, 1), visits=stays)
+    assert (found.details["days"], found.details["supply_ends"]) == (352, "2026-03-15")
+
+
 @pytest.mark.parametrize("fills, why", [
     ([fill("a", "2026-01-01")], "1 of 2 fills"),
     ([fill("a", "2026-03-01"), fill("b", "2026-03-01")], "1 of 2 fills"),  # the same date

@@ -28,7 +28,7 @@ class Fill:
     days_supply: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Stay:
     admitted: dt.date
     discharged: dt.date  # the day home again: not an inpatient day
