@@ -1,9 +1,9 @@
 """The Faust app: one worker runs every group of agents.
 
-Flows (see README): ADT (streams/adt/agents.py), attribution (streams/attribution/processor.py,
-on a stateful processor of its own rather than a Faust agent: it is the high-volume flow), routing
-and storage of alerts (streams/routing.py), and the HTTP API (streams/web.py). Webhooks are sent by
-the dispatcher service from the SQL outbox.
+Flows (see README): ADT (streams/adt/agents.py) and the HTTP API (streams/web.py) in the worker's
+process; attribution and care gaps (streams/attribution/processor.py, a stateful processor rather
+than a Faust agent: it is the high-volume flow) and the sinks (sinks/process.py: routing and storage
+of alerts, the tables, the webhook dispatcher) each in child processes of their own.
 """
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from typing import Any
 import faust
 import mode
 
-from sinks.sql.batch_sink import SqlBatchSink
+from sinks.process import SinkProcess
 from sinks.sql.gauges import StoreGauges
 from sinks.sql.store import open_store
-from sinks.webhooks.dispatcher import Dispatcher
-from streams import routing, topics, web
+from streams import topics, web
 from streams.adt import agents as adt_agents
 from streams.api import subscriptions as subscriptions_api
 from streams.attribution.processor import AttributionProcesses
@@ -29,10 +28,10 @@ from streams.serialization.codec import codec_for
 
 
 class ThreadService(mode.Service):
-    """Runs something that consumes on threads or processes of its own (a sink, a processor) with
-    the worker."""
+    """Runs something that consumes on processes of its own (the sinks, the processors) with the
+    worker."""
 
-    def __init__(self, runner: SqlBatchSink | AttributionProcesses, **kwargs: Any):
+    def __init__(self, runner: SinkProcess | AttributionProcesses, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
 
@@ -41,21 +40,6 @@ class ThreadService(mode.Service):
 
     async def on_stop(self) -> None:
         await asyncio.to_thread(self.runner.stop)
-
-
-class DispatcherService(mode.Service):
-    """Runs the webhook dispatcher for as long as the worker runs."""
-
-    def __init__(self, dispatcher: Dispatcher, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.dispatcher = dispatcher
-
-    @mode.Service.task
-    async def _run(self) -> None:
-        await self.dispatcher.run()
-
-    async def on_stop(self) -> None:
-        await self.dispatcher.close()
 
 
 class ClosingService(mode.Service):
@@ -89,21 +73,15 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
         web_enabled=True,
     )
     store = open_store(settings)
-    dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
-                            settings.webhook_schedule_s, settings.webhook_endpoint_concurrency)
     codec = codec_for(settings.schema_registry_url)
-    sql_sink = SqlBatchSink(bootstrap, f"{settings.app_id}-sql-attribution", store, codec, settings.topic_partitions)
-    attribution = AttributionProcesses(settings, bootstrap)
-    pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, dispatcher=dispatcher,
-                        attribution=attribution,
-                        services=[DispatcherService(dispatcher), ThreadService(sql_sink),
-                                  ThreadService(attribution)])
+    sinks, attribution = SinkProcess(settings, bootstrap), AttributionProcesses(settings, bootstrap)
+    pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, sinks=sinks, attribution=attribution,
+                        services=[ThreadService(sinks), ThreadService(attribution)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it
     adt_agents.register(pipeline)
-    routing.register(pipeline)
     web.register(pipeline)
     subscriptions_api.register(pipeline)
-    groups = [Group(settings.app_id, tuple(sorted(pipeline.consumed))), sql_sink.consumer_group,
+    groups = [Group(settings.app_id, tuple(sorted(pipeline.consumed))), *sinks.consumer_groups,
               attribution.consumer_group]
     lag = LagProbe(bootstrap, groups, settings.topic_partitions)
     pipeline.collectors += [lag, StoreGauges(store)]

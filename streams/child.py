@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -26,8 +27,9 @@ class ChildError(RuntimeError):
     pass
 
 
-def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str) -> None:
+def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str, nice: int) -> None:
     die_with_parent()
+    os.nice(nice)
     # Ctrl-C reaches the whole process group; the worker stops its children in order instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A flow holds a large, long-lived heap of member state and allocates a little per message: at the
@@ -58,8 +60,8 @@ class ChildProcess:
     """``factory(*args)`` builds the flow in the child: an object with start() and stop() whose other
     public methods the parent may :meth:`call`."""
 
-    def __init__(self, name: str, factory: Callable[..., Any], args: tuple, log_level: str = "info"):
-        self.name, self._factory, self._args, self._log_level = name, factory, args, log_level
+    def __init__(self, name: str, factory: Callable[..., Any], args: tuple, log_level: str = "info", nice: int = 0):
+        self.name, self._factory, self._args, self._log_level, self._nice = name, factory, args, log_level, nice
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._lock = threading.Lock()  # one call at a time on the pipe
@@ -69,7 +71,7 @@ class ChildProcess:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has threads and an event loop
         self._conn, child_end = context.Pipe()
         self._process = context.Process(target=_serve, name=f"gapstream-{self.name}", daemon=True,
-                                        args=(self._factory, self._args, child_end, self._log_level))
+                                        args=(self._factory, self._args, child_end, self._log_level, self._nice))
         self._process.start()
         child_end.close()
         if not self._conn.poll(timeout_s):

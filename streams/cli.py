@@ -382,6 +382,24 @@ def bench_gaps(members: int, lines: int, fills: int, ed_visits: int, closing: in
     _print_result(run(members, lines, fills, ed_visits, closing, rate, seed))
 
 
+@bench.command("pipeline")
+@click.option("--members", type=int, default=100_000, show_default=True)
+@click.option("--lines", type=int, default=1_000_000, show_default=True, help="Claim lines in all.")
+@click.option("--fills", type=int, default=300_000, show_default=True)
+@click.option("--adt", type=int, default=50_000, show_default=True, help="ADT messages sent over MLLP.")
+@click.option("--ed-visits", type=int, default=5_000, show_default=True, help="ED visits among them, about.")
+@click.option("--adt-rate", type=float, default=100.0, show_default=True, help="ADT messages a second.")
+@click.option("--seed", type=int, default=1, show_default=True)
+def bench_pipeline(members: int, lines: int, fills: int, adt: int, ed_visits: int, adt_rate: float,
+                   seed: int) -> None:
+    """The whole pipeline: a claims and fills backlog drained while ADT streams over MLLP and ED alerts
+    go out as webhooks; rates per stage, ED latency, peak memory, the raw consume ceiling."""
+    from streams.bench.pipeline import run
+
+    _stop_on_signals()
+    _print_result(run(members, lines, fills, adt, ed_visits, adt_rate, seed))
+
+
 @bench.command("delivery")
 @click.option("--backlog", type=int, default=2_500, show_default=True, help="Alerts queued before the drain.")
 @click.option("--rate", type=float, default=50.0, show_default=True,

@@ -1,6 +1,7 @@
 """What every group of agents shares: the Faust app, settings, codec, SQL store and dead letters."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -10,8 +11,8 @@ from typing import Any
 import faust
 import mode
 
+from sinks.process import SinkProcess
 from sinks.sql.store import Store
-from sinks.webhooks.dispatcher import Dispatcher
 from streams import topics
 from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
@@ -20,7 +21,7 @@ from streams.metrics import MESSAGES_IN, PROCESSING
 from streams.serialization.codec import AvroCodec
 
 log = logging.getLogger(__name__)
-Handler = Callable[[faust.EventT], Awaitable[None]]
+Handler = Callable[[faust.EventT, "Batch"], Awaitable[None]]
 
 
 @dataclass
@@ -29,8 +30,8 @@ class Pipeline:
     settings: Settings
     codec: AvroCodec
     store: Store
-    dispatcher: Dispatcher
-    attribution: AttributionProcesses  # in processes of their own
+    sinks: SinkProcess  # routing, SQL tables and webhooks, in a process of its own
+    attribution: AttributionProcesses  # likewise
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)
     consumed: set[str] = field(default_factory=set)  # the topics the worker's agents read
@@ -55,30 +56,73 @@ class Pipeline:
         sent = await self.topic(topics.DLQ).send(value=self.codec.encode(dead_letter(source, reason, detail, payload)))
         await sent
 
-    def agent(self, source: faust.TopicT, handle: Handler) -> None:
-        """Run ``handle`` per event with concurrency 1 (faust-streaming can commit past an in-flight
-        message otherwise). Bad input and unexpected errors become dead letters; the agent goes on."""
+    def agent(self, source: faust.TopicT, handle: Handler, max_batch: int = 500) -> None:
+        """Run ``handle`` per event, one at a time (faust-streaming can commit past an in-flight
+        message otherwise), in batches: the events waiting when one is handled join its batch, which
+        is committed (sends confirmed, table writes applied, events acknowledged) when no more wait.
+        Bad input and unexpected errors become dead letters; the agent goes on."""
         timer = PROCESSING.labels(agent=handle.__name__)
 
         async def run(stream: faust.StreamT) -> None:
-            # Acked by hand once handled: Faust's own ack sits in a ``finally`` around the ``yield``,
+            # Acked by hand once committed: Faust's own ack sits in a ``finally`` around the ``yield``,
             # so a worker stopping mid-message would commit that message unprocessed (found by
             # tests/test_scale_out.py: one ED alert lost in the hand-over).
             stream = stream.noack()
+            batch, started = Batch(), 0.0
             async for event in stream.events():
+                if not batch.events:
+                    started = time.perf_counter()
                 source_topic = event.message.topic
                 MESSAGES_IN.labels(topic=source_topic).inc()
-                started = time.perf_counter()
                 try:
-                    await handle(event)
+                    await handle(event, batch)
                 except BadInput as exc:
                     await self.to_dlq(source_topic, exc.reason, exc.detail, event.value)
                 except Exception as exc:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
-                await stream.ack(event)
-                timer.observe(time.perf_counter() - started)
+                batch.events.append(event)
+                if len(batch.events) >= max_batch or stream.channel.empty():
+                    await batch.commit(stream)
+                    per_event = (time.perf_counter() - started) / len(batch.events)
+                    for _ in batch.events:
+                        timer.observe(per_event)
+                    batch = Batch()
 
         # Named by handler and topic: one handler may serve several topics, each with its own agent.
         self.consumed.update(source.topics)
         self.app.agent(source, concurrency=1, name=f"gapstream.{handle.__name__}.{'+'.join(source.topics)}")(run)
+
+
+@dataclass
+class Batch:
+    """Consecutive events of one agent, committed together. Their messages are confirmed by the
+    broker once for all; only then are their table writes applied and the events acknowledged, so a
+    crash in between handles them again (alerts keep their ids) instead of keeping state that says
+    an unconfirmed alert was raised. Reads see the batch's own writes."""
+    events: list[faust.EventT] = field(default_factory=list)
+    _sends: list[Awaitable[Any]] = field(default_factory=list)
+    _writes: dict[tuple[int, str], tuple[faust.TableT, str, Any]] = field(default_factory=dict)
+    _confirmed: list[Callable[[], None]] = field(default_factory=list)
+
+    async def send(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
+        self._sends.append(await topic.send(key=key, value=value))
+
+    def get(self, table: faust.TableT, key: str) -> Any:
+        pending = self._writes.get((id(table), key))
+        return pending[2] if pending else table.get(key)
+
+    def set(self, table: faust.TableT, key: str, value: Any) -> None:
+        self._writes[(id(table), key)] = (table, key, value)
+
+    def on_confirmed(self, callback: Callable[[], None]) -> None:
+        self._confirmed.append(callback)
+
+    async def commit(self, stream: faust.StreamT) -> None:
+        await asyncio.gather(*self._sends)
+        for table, key, value in self._writes.values():
+            table[key] = value
+        for callback in self._confirmed:
+            callback()
+        for event in self.events:
+            await stream.ack(event)

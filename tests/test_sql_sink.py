@@ -4,7 +4,7 @@ import time
 
 from confluent_kafka import Producer
 
-from sinks.sql.batch_sink import SqlBatchSink
+from sinks.sql.batch_sink import TABLE_FEEDS, SqlBatchSink
 from sinks.sql.store import Store
 from streams import topics
 from streams.kafka.clients import producer_config
@@ -15,7 +15,7 @@ from tests.helpers import wait_for
 
 def test_a_provider_tombstone_deletes_it_and_later_changes_are_still_stored(broker, tmp_path):
     store, codec = Store(f"sqlite:///{tmp_path / 'g.db'}"), codec_for(None)
-    sink = SqlBatchSink(broker.bootstrap, "sink-test", store, codec, partitions=1)
+    sink = SqlBatchSink(broker.bootstrap, "sink-test", TABLE_FEEDS, store, codec, partitions=1)
     sink.start()
     try:
         producer = Producer(producer_config(broker.bootstrap))

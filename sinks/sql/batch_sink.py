@@ -1,29 +1,31 @@
 """Topics → SQL, in batches: attribution changes (current answer and history), the provider
-directory (for reports) and member cohorts (for alerts).
+directory (for reports), member cohorts (for alerts), and the alerts themselves, routed into the
+outbox (sinks/routing.py).
 
 A consumer of its own (not a Faust agent): it commits offsets only after a batch is written, so
 the tables are at-least-once, and the idempotent writes make a replayed batch harmless. Batching
-is why it exists: one transaction per few hundred messages instead of one per message, and none of
-that work on the worker's event loop.
+is why it exists: one consumer call and one commit per few hundred messages instead of per message.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from sinks.routing import route
 from sinks.sql.store import Store
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, producer_config
 from streams.kafka.lag import Group
-from streams.metrics import MESSAGES_IN
-from streams.models import AttributionChange, CohortMembership, Provider
+from streams.metrics import MESSAGES_IN, PROCESSING
+from streams.models import Alert, AttributionChange, CohortMembership, Provider
 from streams.serialization.codec import AvroCodec
 
 log = logging.getLogger(__name__)
@@ -33,29 +35,33 @@ log = logging.getLogger(__name__)
 class Feed:
     topic: str
     record: type
-    write_many: Callable[[list[Any]], None]  # idempotent, in order, one transaction
+    write_many: Callable[[Store, list[Any]], None]  # idempotent, in order, one transaction
     # A compacted topic whose tombstones (no value) delete: write_many then takes (key, record or
     # None) pairs. Elsewhere a message without a value is bad input.
     keyed: bool = False
 
 
-def feeds(store: Store) -> list[Feed]:
-    return [Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, store.attribution.record_many),
-            Feed(topics.PROVIDERS, Provider, store.directory.apply_many, keyed=True),
-            Feed(topics.COHORTS, CohortMembership, store.cohorts.record_many)]
+# The bulk: tables the member processor's decisions feed, and its gap alerts.
+TABLE_FEEDS = (Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, lambda s, rows: s.attribution.record_many(rows)),
+               Feed(topics.PROVIDERS, Provider, lambda s, rows: s.directory.apply_many(rows), keyed=True),
+               Feed(topics.COHORTS, CohortMembership, lambda s, rows: s.cohorts.record_many(rows)),
+               Feed(topics.GAP_ALERTS, Alert, route))
+# ADT alerts, latency-sensitive: a consumer of their own, so no bulk batch is written ahead of them.
+ALERT_FEEDS = (Feed(topics.ALERTS, Alert, route),)
 
 
 class SqlBatchSink:
-    def __init__(self, bootstrap: str, group_id: str, store: Store, codec: AvroCodec, partitions: int,
-                 batch_size: int = 500):
+    def __init__(self, bootstrap: str, group_id: str, feeds: tuple[Feed, ...], store: Store, codec: AvroCodec,
+                 partitions: int, batch_size: int = 500, on_written: Callable[[], None] = lambda: None):
         self._bootstrap, self._partitions = bootstrap, partitions
         self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
         self._producer = Producer(producer_config(bootstrap))
-        self._feeds = {f.topic: f for f in feeds(store)}
+        self._feeds, self._store = {f.topic: f for f in feeds}, store
         self.consumer_group = Group(group_id, tuple(self._feeds))
-        self._codec, self._batch = codec, batch_size
+        self._codec, self._batch, self._on_written = codec, batch_size, on_written
+        self._timer = PROCESSING.labels(agent=group_id)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sql-batch-sink", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"sql-sink-{group_id}", daemon=True)
 
     def start(self) -> None:
         # Subscribing to a topic that does not exist yet would wait for librdkafka's next metadata
@@ -72,9 +78,13 @@ class SqlBatchSink:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = [m for m in self._consumer.consume(self._batch, timeout=0.5) if not m.error()]
+            # What is there now, at once; else the first message to arrive (a batch call would sit
+            # out its whole timeout waiting for the batch to fill).
+            batch = self._consumer.consume(self._batch, timeout=0) or self._consumer.consume(1, timeout=0.2)
+            messages = [m for m in batch if not m.error()]
             if not messages:
                 continue
+            started = time.perf_counter()
             batches: dict[str, list[Any]] = {topic: [] for topic in self._feeds}
             for message in messages:
                 feed = self._feeds[message.topic()]
@@ -87,7 +97,7 @@ class SqlBatchSink:
                         self._producer.produce(topics.DLQ, self._codec.encode(record))
             try:
                 for topic, records in batches.items():
-                    self._feeds[topic].write_many(records)
+                    self._feeds[topic].write_many(self._store, records)
             except Exception as exc:  # the database is down: retry the same batch, never skip it
                 log.error("could not store a batch of %d messages, retrying: %s", len(messages), where(exc))
                 first: dict[tuple[str, int], int] = {}
@@ -97,7 +107,14 @@ class SqlBatchSink:
                     self._consumer.seek(TopicPartition(topic, partition, offset))
                 self._stop.wait(2.0)
                 continue
-            self._consumer.commit(asynchronous=False)
+            try:
+                self._consumer.commit(asynchronous=False)
+            except KafkaException as exc:  # partitions moved to another worker: it stores them again, harmlessly
+                log.warning("could not commit a stored batch: %s", exc)
+            self._on_written()
+            per_message = (time.perf_counter() - started) / len(messages)
+            for _ in messages:
+                self._timer.observe(per_message)
 
     def _decode(self, feed: Feed, message: Message) -> Any:
         value = message.value()

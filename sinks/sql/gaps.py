@@ -19,11 +19,21 @@ class GapStore:
         self._session, self._insert = session, insert
 
     def record(self, member_id: str, gap: GapInfo) -> None:
-        """Keep the gap's status; a redelivered or older revision changes nothing."""
-        row = {"member_id": member_id, "gap_id": gap.gap_id, "measure_id": gap.measure_id, "status": gap.status,
-               "due": gap.due, "revision": gap.revision, "info": json.dumps(gap.to_record(), sort_keys=True)}
-        with self._session.begin() as s:
-            s.execute(upsert(self._insert, CareGap, [row], ["member_id", "gap_id"], unless_newer="revision"))
+        self.record_many([(member_id, gap)])
+
+    def record_many(self, gaps: list[tuple[str, GapInfo]]) -> None:
+        """Keep each gap's latest status; a redelivered or older revision changes nothing."""
+        latest: dict[tuple[str, str], GapInfo] = {}
+        for member_id, gap in gaps:  # one row per gap: a statement may not update a row twice
+            kept = latest.get((member_id, gap.gap_id))
+            if kept is None or kept.revision <= gap.revision:
+                latest[(member_id, gap.gap_id)] = gap
+        rows = [{"member_id": member_id, "gap_id": gap.gap_id, "measure_id": gap.measure_id, "status": gap.status,
+                 "due": gap.due, "revision": gap.revision, "info": json.dumps(gap.to_record(), sort_keys=True)}
+                for (member_id, _), gap in latest.items()]
+        if rows:
+            with self._session.begin() as s:
+                s.execute(upsert(self._insert, CareGap, rows, ["member_id", "gap_id"], unless_newer="revision"))
 
     def for_member(self, member_id: str, status: str | None = None) -> list[GapInfo]:
         query = select(CareGap.info).where(CareGap.member_id == member_id)

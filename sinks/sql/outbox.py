@@ -163,57 +163,73 @@ class Outbox:
         s.execute(insert(Delivery.__table__), rows)
         return [r["webhook_id"] for r in rows]
 
-    def _recipients(self, s: Session, alert: Alert) -> list[Any]:
-        """Subscriptions of the organization the member is attributed to, and plan-level ones,
-        locked (PostgreSQL) until the fan-out commits."""
+    def _subscriptions(self, s: Session, organization_id: str | None) -> list[Any]:
+        """Subscriptions of the organization a member is attributed to, and plan-level ones, locked
+        (PostgreSQL) until the fan-out commits."""
         t = Subscription.__table__.c
         plan_orgs = select(Organization.id).where(Organization.plan_level.is_(True))
         scoped = [and_(t.scope == "plan", t.organization_id.in_(plan_orgs))]
-        if alert.organization_id:
-            scoped.append(and_(t.scope == "attributed", t.organization_id == alert.organization_id))
+        if organization_id:
+            scoped.append(and_(t.scope == "attributed", t.organization_id == organization_id))
         # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
-        subs = s.execute(select(t.id, t.organization_id, t.event_types, t.filters, t.payload_format)
+        return s.execute(select(t.id, t.organization_id, t.event_types, t.filters, t.payload_format)
                          .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
-        return [sub for sub in subs if wants(sub.event_types, alert.alert_type)
-                and passes(json.loads(sub.filters or "{}"), alert)]
 
     def _consenting(self, s: Session, member_id: str) -> set[str]:
         return set(s.scalars(select(Consent.organization_id).where(
             Consent.member_id == member_id, Consent.kind == "part2", Consent.revoked_at.is_(None))))
 
     def save_alert(self, alert: Alert) -> int:
-        """Store the alert and queue it for every subscription that may and wants to receive it.
-        Returns how many deliveries were queued now (0 when the alert was stored before)."""
-        payload = json.dumps(alert.to_record(), sort_keys=True)
+        return self.save_alerts([alert])
+
+    def save_alerts(self, alerts: list[Alert]) -> int:
+        """Store the alerts and queue each, in order, for every subscription that may and wants to
+        receive it, in one transaction. Returns how many deliveries were queued now (none for an alert
+        stored before)."""
+        rows = {a.alert_id: dict(
+            alert_id=a.alert_id, alert_type=a.alert_type, member_id=a.member_id, organization_id=a.organization_id,
+            facility=a.facility, visit_number=a.visit_number, event_type=a.event_type, occurred_at=a.occurred_at,
+            received_at_ms=a.received_at_ms, created_at_ms=a.created_at_ms,
+            payload=json.dumps(a.to_record(), sort_keys=True)) for a in alerts}
+        if not rows:
+            return 0
         with self._session.begin() as s:
-            stored = s.execute(self._insert(AlertRow).values(
-                alert_id=alert.alert_id, alert_type=alert.alert_type, member_id=alert.member_id,
-                organization_id=alert.organization_id, facility=alert.facility,
-                visit_number=alert.visit_number, event_type=alert.event_type, occurred_at=alert.occurred_at,
-                received_at_ms=alert.received_at_ms, created_at_ms=alert.created_at_ms, payload=payload,
-            ).on_conflict_do_nothing(index_elements=["alert_id"]).returning(AlertRow.alert_id)).scalar()
-            # Stored before means fanned out then, in the same transaction: a replay decides nothing
-            # again, so a subscription created or an attribution changed since does not get it now.
-            if stored is None or not alert.member_id:
-                return 0
-            recipients = self._recipients(s, alert)
-            sensitive = self._part2.reason(alert)
-            redacted = self._part2.redacted(alert)
-            consenting = self._consenting(s, alert.member_id) if recipients and (
-                sensitive or redacted is not alert) else set()
-            if sensitive:
-                for sub in recipients:
-                    if sub.organization_id not in consenting:
-                        self._withhold(s, alert, sub, sensitive)
-                recipients = [sub for sub in recipients if sub.organization_id in consenting]
+            stored = set(s.scalars(self._insert(AlertRow).values(list(rows.values()))
+                                   .on_conflict_do_nothing(index_elements=["alert_id"]).returning(AlertRow.alert_id)))
+            subscriptions: dict[str | None, list[Any]] = {}  # by organization, read once per batch
+            queued = 0
+            for alert in alerts:
+                # Stored before means fanned out then, in the same transaction: a replay decides nothing
+                # again, so a subscription created or an attribution changed since does not get it now.
+                if alert.alert_id not in stored or not alert.member_id:
+                    continue
+                stored.discard(alert.alert_id)  # a batch may hold a replay of its own alert
+                if alert.organization_id not in subscriptions:
+                    subscriptions[alert.organization_id] = self._subscriptions(s, alert.organization_id)
+                recipients = [sub for sub in subscriptions[alert.organization_id]
+                              if wants(sub.event_types, alert.alert_type) and passes(json.loads(sub.filters or "{}"),
+                                                                                      alert)]
+                queued += self._fan_out(s, alert, recipients)
+            return queued
 
-            def body_for(sub: Any, number: int | None) -> tuple[str, str]:
-                shown = alert if sub.organization_id in consenting else redacted
-                return render(shown, sub.payload_format, sub.id, number or 0)
+    def _fan_out(self, s: Session, alert: Alert, recipients: list[Any]) -> int:
+        sensitive = self._part2.reason(alert)
+        redacted = self._part2.redacted(alert)
+        consenting = self._consenting(s, alert.member_id) if recipients and (
+            sensitive or redacted is not alert) else set()
+        if sensitive:
+            for sub in recipients:
+                if sub.organization_id not in consenting:
+                    self._withhold(s, alert, sub, sensitive)
+            recipients = [sub for sub in recipients if sub.organization_id in consenting]
 
-            return len(self._queue(s, recipients, alert.alert_id, alert.alert_type, body_for, numbered=True,
-                                   alert_id=alert.alert_id, member_id=alert.member_id,
-                                   received_at_ms=alert.received_at_ms))
+        def body_for(sub: Any, number: int | None) -> tuple[str, str]:
+            shown = alert if sub.organization_id in consenting else redacted
+            return render(shown, sub.payload_format, sub.id, number or 0)
+
+        return len(self._queue(s, recipients, alert.alert_id, alert.alert_type, body_for, numbered=True,
+                               alert_id=alert.alert_id, member_id=alert.member_id,
+                               received_at_ms=alert.received_at_ms))
 
     def _withhold(self, s: Session, alert: Alert, sub: Subscription, reason: str) -> None:
         inserted = s.execute(self._insert(WithheldDelivery).values(

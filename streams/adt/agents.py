@@ -10,7 +10,7 @@ from streams.adt import visits
 from streams.adt.parse import parse_adt
 from streams.metrics import ALERTS, DUPLICATES
 from streams.models import AdtEvent
-from streams.pipeline import Pipeline
+from streams.pipeline import Batch, Pipeline
 
 
 def now_ms() -> int:
@@ -24,37 +24,36 @@ def register(p: Pipeline) -> None:
     visit_table = p.table("visits")
     autoclose_s = p.settings.ed_visit_autoclose_s
 
-    async def parse_raw(event: faust.EventT) -> None:
+    async def parse_raw(event: faust.EventT, _batch: Batch) -> None:
         # The ingress stamps the Kafka timestamp with the MLLP receipt time.
         received_ms = int((event.message.timestamp or time.time()) * 1000)
         adt = parse_adt(event.value, received_ms)
+        # Not awaited: Faust flushes its producer before it commits an offset, and no state here
+        # depends on the event having arrived.
         await events_topic.send(key=adt.visit_key.encode(), value=p.codec.encode(adt))
 
-    async def track_visit(event: faust.EventT) -> None:
+    async def track_visit(event: faust.EventT, batch: Batch) -> None:
         adt = p.codec.decode(event.value, AdtEvent)
-        stored = visit_table.get(adt.visit_key)
+        stored = batch.get(visit_table, adt.visit_key)
         outcome = visits.apply(visits.VisitState.from_dict(stored) if stored else None, adt, now_ms())
         if outcome.duplicate:
             DUPLICATES.inc()
-        # Alerts are confirmed by the broker before the state that says "raised" is written:
-        # a crash in between re-raises the alert (same id) instead of losing it.
         for alert in outcome.alerts:
-            sent = await alerts_topic.send(key=(alert.member_id or adt.visit_key).encode(), value=p.codec.encode(alert))
-            await sent
-            ALERTS.labels(alert_type=alert.alert_type).inc()
+            await batch.send(alerts_topic, (alert.member_id or adt.visit_key).encode(), p.codec.encode(alert))
+            batch.on_confirmed(ALERTS.labels(alert_type=alert.alert_type).inc)
         for encounter in outcome.encounters:  # to the member's care gaps, keyed by member
-            await (await encounters_topic.send(key=encounter.member_id.encode(), value=p.codec.encode(encounter)))
+            await batch.send(encounters_topic, encounter.member_id.encode(), p.codec.encode(encounter))
         state = outcome.state.to_dict()
         if state != stored:
-            visit_table[adt.visit_key] = state
+            batch.set(visit_table, adt.visit_key, state)
 
-    async def expire_visit(event: faust.EventT) -> None:
+    async def expire_visit(event: faust.EventT, batch: Batch) -> None:
         key = event.value.decode()
-        stored = visit_table.get(key)
+        stored = batch.get(visit_table, key)
         if stored:
             state = visits.VisitState.from_dict(stored)
             if visits.expire(state, now_ms(), autoclose_s):
-                visit_table[key] = state.to_dict()
+                batch.set(visit_table, key, state.to_dict())
 
     p.agent(p.topic(topics.ADT_RAW), parse_raw)
     p.agent(events_topic, track_visit)

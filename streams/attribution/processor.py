@@ -263,8 +263,8 @@ class AttributionProcesses:
 
     def __init__(self, settings: Settings, bootstrap: str):
         self.consumer_group = consumer_group(settings)
-        self.children = [ChildProcess(f"attribution-{i}", AttributionFlow, (settings, bootstrap), settings.log_level)
-                         for i in range(settings.attribution_processes)]
+        self.children = [ChildProcess(f"attribution-{i}", AttributionFlow, (settings, bootstrap), settings.log_level,
+                                      nice=10) for i in range(settings.attribution_processes)]
 
     def start(self) -> None:
         for child in self.children:

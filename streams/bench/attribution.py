@@ -32,28 +32,28 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
         env.pop("DATABASE_URL", None)
         # Coverage first, and processed, so that claims meet known members.
         log = Path(tmp) / "worker.log"
-        with worker(env, log) as port:
+        with worker(env, log) as running:
             asyncio.run(publish(broker.bootstrap, [*feed.providers, *feed.spans]))
-            wait_for_count(port, topics.ELIGIBILITY, members, log)
+            wait_for_count(running.port, topics.ELIGIBILITY, members, log)
             # Coverage opens screening gaps; their alerts are routed before the claims are timed,
             # so that routing them does not share the cores with the drain.
-            result["coverage_gap_alerts"] = metric(port, "gapstream_gap_events_total")
-            wait_for_count(port, topics.GAP_ALERTS, int(result["coverage_gap_alerts"]), log)
+            result["coverage_gap_alerts"] = metric(running.port, "gapstream_gap_events_total")
+            wait_for_count(running.port, topics.GAP_ALERTS + ":sql", int(result["coverage_gap_alerts"]), log)
         # Then the claims as a backlog, with no worker running: the worker is measured draining it
         # alone, not sharing the two cores with the publisher.
         started = time.perf_counter()
         asyncio.run(publish(broker.bootstrap, feed.claims))
         result["publish_claims_per_s"] = round(len(feed.claims) / (time.perf_counter() - started))
-        with worker(env, log) as port:
+        with worker(env, log) as running:
             # Timed from the first claim processed: the restart (state recovery, group join) is not in it.
-            first_at, first_count = wait_for_count(port, topics.CLAIMS_MEDICAL, 1, log)
-            wait_for_count(port, topics.CLAIMS_MEDICAL, len(feed.claims), log)
+            first_at, first_count = wait_for_count(running.port, topics.CLAIMS_MEDICAL, 1, log)
+            wait_for_count(running.port, topics.CLAIMS_MEDICAL, len(feed.claims), log)
             elapsed = time.perf_counter() - first_at
             share = (len(feed.claims) - first_count) / len(feed.claims)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
-            result["worker_rss_mb_at_end"] = round(metric(port, "process_resident_memory_bytes") / 2**20)
-            result["attribution_changes"] = metric(port, "gapstream_attribution_changes_total")
+            result["worker_rss_mb_at_end"] = round(metric(running.port, "process_resident_memory_bytes") / 2**20)
+            result["attribution_changes"] = metric(running.port, "gapstream_attribution_changes_total")
         raw_s, raw_lines = raw_consume(broker.bootstrap, {topics.CLAIMS_MEDICAL: MedicalClaim},
                                        len(feed.claims))
         result["raw_consume_decode_claims_per_s"] = round(len(feed.claims) / raw_s)

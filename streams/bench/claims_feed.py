@@ -5,7 +5,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
-from streams.models import ClaimLine, EligibilitySpan, MedicalClaim, Provider
+from streams.models import ClaimLine, EligibilitySpan, MedicalClaim, PharmacyClaim, Provider
 from streams.tools.generate import npi
 
 PRIMARY_CARE = ["99202", "99203", "99212", "99213", "99214", "99215", "G0439", "99396"]
@@ -32,11 +32,19 @@ def claims_feed(members: int, lines: int, as_of: dt.date, seed: int = 1) -> Clai
     spans = [EligibilitySpan(member_id=f"B{m:07d}", payer="BENCH", product_line=rng.choice(
         ["COMMERCIAL", "MEDICAID", "MEDICARE_ADVANTAGE", "ACO"]), coverage_start="2020-01-01",
         birth_date="1960-01-01", sex=rng.choice("FM"), received_at_ms=0) for m in range(members)]
+    claims = medical_claims([s.member_id for s in spans], [p.npi for p in providers], lines, as_of, rng)
+    return ClaimsFeed(providers, spans, claims)
+
+
+def medical_claims(member_ids: list[str], npis: list[str], lines: int, as_of: dt.date,
+                   rng: random.Random) -> list[MedicalClaim]:
+    """Professional claims of 1-7 lines over the two years before ``as_of``, six lines in ten primary
+    care; 2% are later replaced (one line fewer) and 1% voided, as a plan's feed corrects itself."""
     claims: list[MedicalClaim] = []
     made = 0
     while made < lines:
-        member = spans[rng.randrange(members)].member_id
-        rendering = rng.choice(providers).npi
+        member = rng.choice(member_ids)
+        rendering = rng.choice(npis)
         count = min(lines - made, rng.randint(1, 7))
         claim_lines = [ClaimLine(line_number=i + 1,
                                  service_date=(as_of - dt.timedelta(days=rng.randrange(730))).isoformat(),
@@ -58,4 +66,16 @@ def claims_feed(members: int, lines: int, as_of: dt.date, seed: int = 1) -> Clai
         elif roll < 0.03:
             claims.append(MedicalClaim(claim_id=claim_id + "V", frequency_code="8", original_claim_id=claim_id,
                                        member_id=member, claim_type="PROFESSIONAL", received_at_ms=0))
-    return ClaimsFeed(providers, spans, claims)
+    return claims
+
+
+# Statins, RAS antagonists, metformin (no measure counts it: no open NDC list) and sitagliptin/metformin,
+# a D08 drug: most fills go through an adherence measure.
+NDCS = ["00093505698", "00378395105", "68180051309", "00071015523", "00006057561"]
+
+
+def pharmacy_claims(member_ids: list[str], count: int, as_of: dt.date, rng: random.Random) -> list[PharmacyClaim]:
+    """30-day fills over the year before ``as_of``."""
+    return [PharmacyClaim(claim_id=f"F{i:09d}", member_id=rng.choice(member_ids), ndc11=rng.choice(NDCS),
+                          fill_date=(as_of - dt.timedelta(days=rng.randrange(365))).isoformat(), days_supply=30,
+                          quantity=30.0, received_at_ms=0) for i in range(count)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams import topics
-from streams.bench.claims_feed import claims_feed
+from streams.bench.claims_feed import claims_feed, pharmacy_claims
 from streams.bench.harness import BenchError, metric, raw_consume, wait_for_count, worker
 from streams.codesets import codeset
 from streams.kafka.admin import ensure_topics
@@ -31,15 +31,6 @@ from streams.sources.publish import publish
 from streams.tools.demo import percentile
 
 AS_OF = dt.date(2026, 6, 30)
-# Statins, RAS antagonists, metformin (no measure counts them yet: no open NDC list) and
-# sitagliptin/metformin, a D08 drug: a fifth of the fills go through the adherence measure.
-NDCS = ["00093505698", "00378395105", "68180051309", "00071015523", "00006057561"]
-
-
-def _fills(member_ids: list[str], count: int, rng: random.Random) -> list[PharmacyClaim]:
-    return [PharmacyClaim(claim_id=f"F{i:09d}", member_id=rng.choice(member_ids), ndc11=rng.choice(NDCS),
-                          fill_date=(AS_OF - dt.timedelta(days=rng.randrange(365))).isoformat(), days_supply=30,
-                          quantity=30.0, received_at_ms=0) for i in range(count)]
 
 
 def _conditions(member_ids: list[str], npi: str) -> list[MedicalClaim]:
@@ -123,7 +114,7 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
                             day=(AS_OF - dt.timedelta(days=rng.randrange(3))).isoformat(), facility="BENCHED",
                             received_at_ms=0) for i, m in enumerate(visited)]
     backlog = {topics.CLAIMS_MEDICAL: [*_conditions(member_ids, npi), *feed.claims],
-               topics.CLAIMS_PHARMACY: _fills(member_ids, fills, rng), topics.ENCOUNTERS: encounters}
+               topics.CLAIMS_PHARMACY: pharmacy_claims(member_ids, fills, AS_OF, rng), topics.ENCOUNTERS: encounters}
     events = sum(len(v) for v in backlog.values())
     result: dict = {"members": members, "claims": len(backlog[topics.CLAIMS_MEDICAL]), "claim_lines": feed.lines,
                     "fills": fills, "ed_visits": ed_visits, "events": events}
@@ -133,16 +124,17 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
                "GAPSTREAM_ATTRIBUTION_CLOCK": AS_OF.isoformat(), "GAPSTREAM_LOG_LEVEL": "info"}
         env.pop("DATABASE_URL", None)
         log = Path(tmp) / "worker.log"
-        with worker(env, log) as port:
+        with worker(env, log) as running:
             asyncio.run(publish(broker.bootstrap, [*feed.providers, *feed.spans]))
-            wait_for_count(port, topics.ELIGIBILITY, members, log)
+            wait_for_count(running.port, topics.ELIGIBILITY, members, log)
         asyncio.run(publish(broker.bootstrap, [r for records in backlog.values() for r in records]))
-        with worker(env, log) as port:
-            first_at, first = wait_for_count(port, list(backlog), 1, log)
-            wait_for_count(port, list(backlog), events, log)
+        with worker(env, log) as running:
+            first_at, first = wait_for_count(running.port, list(backlog), 1, log)
+            wait_for_count(running.port, list(backlog), events, log)
             elapsed = time.perf_counter() - first_at
             result["worker_events_per_s"] = round((events - first) / elapsed)
-            result["gaps_opened_fmc"] = metric(port, "gapstream_gap_events_total", 'kind="gap.opened",measure="FMC"')
+            result["gaps_opened_fmc"] = metric(running.port, "gapstream_gap_events_total",
+                                               'kind="gap.opened",measure="FMC"')
             # Live: the worker has caught up; follow-up claims arrive at ``rate`` a second.
             targets = _still_open(visited, feed.claims)[:closing]
             claims = [_follow_up(member, npi, n) for n, member in enumerate(targets)]
@@ -159,7 +151,7 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
             for q in (50, 95, 99):
                 result[f"gap_closed_latency_ms_p{q}"] = round(percentile(latencies, q) * 1000)
             result["gap_closed_latency_ms_max"] = round(latencies[-1] * 1000)
-            result["worker_rss_mb_at_end"] = round(metric(port, "process_resident_memory_bytes") / 2**20)
+            result["worker_rss_mb_at_end"] = round(metric(running.port, "process_resident_memory_bytes") / 2**20)
         raw_s, _ = raw_consume(broker.bootstrap, {topics.CLAIMS_MEDICAL: MedicalClaim,
                                                   topics.CLAIMS_PHARMACY: PharmacyClaim,
                                                   topics.ENCOUNTERS: Encounter}, events)

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -31,15 +32,21 @@ def metric(port: int, name: str, labels: str | list[str] | None = None) -> float
     return sum(float(v) for v in re.findall(rf"^{name}(?:{selector}) ([0-9.e+]+)$", text, re.M))
 
 
+@dataclass(frozen=True)
+class Worker:
+    port: int  # of its web server
+    pid: int
+
+
 @contextlib.contextmanager
-def worker(env: dict[str, str], log: Path) -> Iterator[int]:
+def worker(env: dict[str, str], log: Path) -> Iterator[Worker]:
     port = free_port()
     with open(log, "ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
                                   env={**env, "GAPSTREAM_WEB_PORT": str(port)},
                                   stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     try:
-        yield port
+        yield Worker(port, worker.pid)
     finally:
         worker.terminate()
         worker.wait(60)
@@ -88,3 +95,24 @@ def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -
     return elapsed, lines
 
 
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a process and of each of its descendants, summed, in MiB:
+    an upper bound of what the tree held at once. Read it before the processes exit."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name may hold spaces and parentheses; the fields after its last ")" do not.
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = set(), {pid}
+    while frontier:
+        tree |= frontier
+        frontier = {child for child, parent in parents.items() if parent in frontier} - tree
+    total_kb = 0
+    for member in tree:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+    return round(total_kb / 1024, 1)

@@ -31,7 +31,7 @@ from streams.config import Settings
 from streams.kafka.broker import BrokerError, die_with_parent, free_port
 from streams.runtime import bootstrap_servers
 from streams.sources.publish import publish
-from streams.tools.generate import adt_feed, ed_visits, eligibility, population, providers
+from streams.tools.generate import Organization, adt_feed, ed_visits, eligibility, population, providers
 
 
 def spawn(args: list[str], env: dict[str, str], stdout=subprocess.DEVNULL) -> subprocess.Popen:
@@ -64,6 +64,15 @@ def wait_listening(port: int, timeout_s: float = 30.0) -> None:
     raise BrokerError(f"nothing listens on port {port} after {timeout_s:.0f}s")
 
 
+def subscribe(settings: Settings, organizations: list[Organization], url: str, events: tuple[str, ...],
+              secret: str) -> None:
+    """Each generated organization, with one subscription of ``events`` to ``url`` (a local receiver)."""
+    subs = open_store(settings).subscriptions
+    for org in organizations:
+        subs.add_organization(org.organization_id, org.name, "demo")
+        subs.create(org.organization_id, Spec(url, events), "demo", secret)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -86,11 +95,7 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
         receiver_port, web_port, mllp_port = free_port(), free_port(), free_port()
         # The receiver is on loopback, which only an allow-listed host may be.
         settings = replace(settings, webhook_allowed_hosts=("127.0.0.1",))
-        subs = open_store(settings).subscriptions
-        for org in pop.organizations:
-            subs.add_organization(org.organization_id, org.name, "demo")
-            subs.create(org.organization_id, Spec(f"http://127.0.0.1:{receiver_port}/alerts", ("adt.*",)), "demo",
-                        secret)
+        subscribe(settings, pop.organizations, f"http://127.0.0.1:{receiver_port}/alerts", ("adt.*",), secret)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_MLLP_PORT": str(mllp_port),
                "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1,2",

@@ -156,8 +156,10 @@ class AdtFeed:
         self.messages.append(text)
 
 
-def adt_feed(pop: Population, seed: int, visits: int, start: dt.datetime | None = None) -> list[str]:
-    """``visits`` encounters as HL7 v2.5.1 ADT messages, in arrival order (visits interleave)."""
+def adt_feed(pop: Population, seed: int, visits: int, start: dt.datetime | None = None,
+             ed_share: float = 0.6) -> list[str]:
+    """``visits`` encounters as HL7 v2.5.1 ADT messages, in arrival order (visits interleave):
+    ``ed_share`` of them ED visits, the others elective or direct admissions."""
     rng = random.Random(seed + 1)
     start = start or dt.datetime.now(dt.UTC).replace(microsecond=0)
     encounters: list[list[str]] = []
@@ -168,7 +170,7 @@ def adt_feed(pop: Population, seed: int, visits: int, start: dt.datetime | None 
         feed = AdtFeed(random.Random(rng.random()))
         feed._seq = v * 100
         t = start + dt.timedelta(minutes=rng.randrange(0, 24 * 60))
-        if rng.random() < 0.6:  # an ED visit
+        if rng.random() < ed_share:
             dx = rng.choice(ED_DIAGNOSES)
             first = feed.message("A04", member, facility, visit, "E", t, dx)
             for _ in range(rng.choice([0, 1, 1, 2, 3, 8])):  # A08 storms are common
