@@ -11,19 +11,26 @@ take that lock from the ADT agents, whose alerts are latency-sensitive: measured
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
-from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, SqlBatchSink
+from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, Feed, SqlBatchSink
 from sinks.sql.store import open_store
 from sinks.webhooks.dispatcher import Dispatcher
-from streams.child import ChildProcess
+from streams.child import ChildError, ChildProcess
 from streams.config import Settings
+from streams.deadletters import where
 from streams.kafka.lag import Group
 from streams.serialization.codec import codec_for
 
+log = logging.getLogger(__name__)
 
-def _group_ids(settings: Settings) -> tuple[str, str]:
-    return f"{settings.app_id}-sql-alerts", f"{settings.app_id}-sql-attribution"
+
+def _sinks(settings: Settings) -> list[tuple[Group, tuple[Feed, ...], int]]:
+    """Each sink's consumer group, feeds and batch size. Gap alerts share the table sink's small
+    batches: on SQLite every writer waits for one lock, and an ED alert should not wait long."""
+    return [(Group(f"{settings.app_id}-sql-{name}", tuple(f.topic for f in feeds)), feeds, batch)
+            for name, feeds, batch in (("alerts", ALERT_FEEDS, 50), ("attribution", TABLE_FEEDS, 100))]
 
 
 class SinkFlow:
@@ -32,26 +39,34 @@ class SinkFlow:
         self._loop = asyncio.new_event_loop()
         self._dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
                                       settings.webhook_schedule_s, settings.webhook_endpoint_concurrency)
-        alerts_group, tables_group = _group_ids(settings)
-        partitions = settings.topic_partitions
-        self.sinks = [SqlBatchSink(bootstrap, alerts_group, ALERT_FEEDS, store, codec, partitions, batch_size=50,
-                                   on_written=self.wake),
-                      SqlBatchSink(bootstrap, tables_group, TABLE_FEEDS, store, codec, partitions, batch_size=100,
-                                   on_written=self.wake)]
+        self.sinks = [SqlBatchSink(bootstrap, group.group_id, feeds, store, codec, settings.topic_partitions,
+                                   batch_size=batch, on_written=self.wake) for group, feeds, batch in _sinks(settings)]
         self._stopping = asyncio.Event()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._dispatch(),),
-                                        name="dispatcher", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="dispatcher", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
         for sink in self.sinks:
             sink.start()
 
+    def _serve(self) -> None:
+        try:
+            self._loop.run_until_complete(self._dispatch())
+        finally:
+            self._loop.close()
+
     async def _dispatch(self) -> None:
-        running = asyncio.create_task(self._dispatcher.run())
-        await self._stopping.wait()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        while not self._stopping.is_set():
+            running = asyncio.create_task(self._dispatcher.run())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():  # it only ends on a bug: say so, and send on
+                log.error("the webhook dispatcher stopped, restarting it: %s",
+                          where(running.exception()) if running.exception() else "no error")
+                await asyncio.sleep(1.0)
+            running.cancel()
+            stopping.cancel()
+            await asyncio.gather(running, stopping, return_exceptions=True)
         await self._dispatcher.close()
 
     def wake(self) -> None:
@@ -68,6 +83,11 @@ class SinkFlow:
 class SinkProcess(ChildProcess):
     def __init__(self, settings: Settings, bootstrap: str):
         super().__init__("sinks", SinkFlow, (settings, bootstrap), settings.log_level)
-        alerts, tables = _group_ids(settings)
-        self.consumer_groups = [Group(alerts, tuple(f.topic for f in ALERT_FEEDS)),
-                                Group(tables, tuple(f.topic for f in TABLE_FEEDS))]
+        self.consumer_groups = [group for group, _, _ in _sinks(settings)]
+
+    def wake(self) -> None:
+        """Best effort: the dispatcher also looks for due deliveries every half second."""
+        try:
+            self.call("wake", timeout_s=1.0)
+        except ChildError as exc:
+            log.warning("could not wake the dispatcher: %s", exc)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from sinks.sql.store import Store
 from streams.adt.visits import ED_VISIT
-from streams.metrics import ALERTS_ROUTED
 from streams.models import Alert
 
 
-def route(store: Store, alerts: list[Alert]) -> None:
-    """A batch of alerts, in order: gap statuses kept, then the alerts stored and fanned out."""
+def route(store: Store, alerts: list[Alert]) -> int:
+    """A batch of alerts, in order: gap statuses kept, then the alerts stored and fanned out.
+    Returns how many deliveries were queued."""
     store.gaps.record_many([(a.member_id, a.gap) for a in alerts if a.member_id and a.gap])
     for alert in alerts:
         if alert.member_id and alert.alert_type == ED_VISIT:
@@ -26,5 +26,4 @@ def route(store: Store, alerts: list[Alert]) -> None:
         if alert.member_id and not alert.organization_id:  # gap alerts come addressed already
             current = store.attribution.current(alert.member_id)
             alert.organization_id = current.organization_id if current else None
-        ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
-    store.outbox.save_alerts(alerts)
+    return store.outbox.save_alerts(alerts)

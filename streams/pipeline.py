@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -68,10 +69,15 @@ class Pipeline:
             # so a worker stopping mid-message would commit that message unprocessed (found by
             # tests/test_scale_out.py: one ED alert lost in the hand-over).
             stream = stream.noack()
-            batch, started = Batch(), 0.0
+            batch = Batch()
             async for event in stream.events():
+                # One partition per batch: a table write goes to the changelog partition of the event
+                # current when it is made (see Batch.commit).
+                if batch.events and event.message.tp != batch.events[0].message.tp:
+                    await batch.commit(stream, timer)
+                    batch = Batch()
                 if not batch.events:
-                    started = time.perf_counter()
+                    batch.started = time.perf_counter()
                 source_topic = event.message.topic
                 MESSAGES_IN.labels(topic=source_topic).inc()
                 try:
@@ -81,12 +87,9 @@ class Pipeline:
                 except Exception as exc:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
-                batch.events.append(event)
+                batch.add(event)
                 if len(batch.events) >= max_batch or stream.channel.empty():
-                    await batch.commit(stream)
-                    per_event = (time.perf_counter() - started) / len(batch.events)
-                    for _ in batch.events:
-                        timer.observe(per_event)
+                    await batch.commit(stream, timer)
                     batch = Batch()
 
         # Named by handler and topic: one handler may serve several topics, each with its own agent.
@@ -96,14 +99,18 @@ class Pipeline:
 
 @dataclass
 class Batch:
-    """Consecutive events of one agent, committed together. Their messages are confirmed by the
-    broker once for all; only then are their table writes applied and the events acknowledged, so a
-    crash in between handles them again (alerts keep their ids) instead of keeping state that says
-    an unconfirmed alert was raised. Reads see the batch's own writes."""
+    """Consecutive events of one agent and partition, committed together. Their messages are
+    confirmed by the broker once for all; only then are their table writes applied and the events
+    acknowledged, so a crash in between handles them again (alerts keep their ids) instead of keeping
+    state that says an unconfirmed alert was raised. Reads see the batch's own writes."""
     events: list[faust.EventT] = field(default_factory=list)
+    started: float = 0.0  # when its first event was taken up
     _sends: list[Awaitable[Any]] = field(default_factory=list)
     _writes: dict[tuple[int, str], tuple[faust.TableT, str, Any]] = field(default_factory=dict)
     _confirmed: list[Callable[[], None]] = field(default_factory=list)
+    # Faust's context as the last event left it: that event is "current" in it, and a table write
+    # goes to the changelog partition of the current event.
+    _context: contextvars.Context | None = None
 
     async def send(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
         self._sends.append(await topic.send(key=key, value=value))
@@ -118,7 +125,18 @@ class Batch:
     def on_confirmed(self, callback: Callable[[], None]) -> None:
         self._confirmed.append(callback)
 
-    async def commit(self, stream: faust.StreamT) -> None:
+    def add(self, event: faust.EventT) -> None:
+        self.events.append(event)
+        self._context = contextvars.copy_context()
+
+    async def commit(self, stream: faust.StreamT, timer: Any) -> None:
+        await asyncio.create_task(self._commit(stream), context=self._context)
+        # The batch's mean per event: what a message cost, not how long one waited in the batch.
+        per_event = (time.perf_counter() - self.started) / len(self.events)
+        for _ in self.events:
+            timer.observe(per_event)
+
+    async def _commit(self, stream: faust.StreamT) -> None:
         await asyncio.gather(*self._sends)
         for table, key, value in self._writes.values():
             table[key] = value

@@ -42,20 +42,34 @@ def claim(store, now=None, slots=4, busy=()):
 
 def test_an_alert_stored_twice_is_queued_once_and_events_are_numbered_without_holes(store):
     sub = subscribe(store)
-    assert store.outbox.save_alert(alert("a1")) == 1
-    assert store.outbox.save_alert(alert("a1")) == 0  # a redelivered Kafka message
-    assert store.outbox.save_alert(alert("a2")) == 1
+    assert store.outbox.save_alerts([alert("a1")]) == 1
+    assert store.outbox.save_alerts([alert("a1")]) == 0  # a redelivered Kafka message
+    assert store.outbox.save_alerts([alert("a2")]) == 1
     assert [b["events_since_subscription_start"] for b in bodies(store, sub)] == [1, 2]
     assert {d.webhook_id for d in store.deliveries()} == {webhook_id("a1", sub), webhook_id("a2", sub)}
     assert store.outbox.status(sub)["events_since_subscription_start"] == 2
 
 
+def test_a_batch_fans_out_each_alert_to_its_own_organization_in_order(store):
+    one, two = subscribe(store, "ORG1"), subscribe(store, "ORG2")
+    store.subscriptions.add_organization("PLAN", "PLAN", "test")
+    store.subscriptions.set_plan_level("PLAN", True, "reviewer", "care management contract")
+    plan = subscribe(store, "PLAN", scope="plan")
+    batch = [alert("a1", org="ORG1"), alert("a2", org="ORG2"), alert("a1", org="ORG1"), alert("a3", org="ORG1"),
+             alert("a4", org=None)]
+    assert store.outbox.save_alerts(batch) == 3 + 4  # each to its organization once, and all to the plan
+    assert [b["data"]["alert_id"] for b in bodies(store, one)] == ["a1", "a3"]
+    assert [b["data"]["alert_id"] for b in bodies(store, two)] == ["a2"]
+    assert [(b["data"]["alert_id"], b["events_since_subscription_start"]) for b in bodies(store, plan)] == [
+        ("a1", 1), ("a2", 2), ("a3", 3), ("a4", 4)]
+
+
 def test_a_replayed_alert_is_not_fanned_out_again_to_who_qualifies_since(store):
     first = subscribe(store, "ORG1")
-    store.outbox.save_alert(alert("a1", org="ORG1"))
+    store.outbox.save_alerts([alert("a1", org="ORG1")])
     later = subscribe(store, "ORG1", url="http://127.0.0.1:10/hook")
     subscribe(store, "ORG2")
-    assert store.outbox.save_alert(alert("a1", org="ORG2")) == 0  # replayed after the member moved to ORG2
+    assert store.outbox.save_alerts([alert("a1", org="ORG2")]) == 0  # replayed after the member moved to ORG2
     assert {(d.subscription_id, d.alert_id) for d in store.deliveries()} == {(first, "a1")}
     assert later not in {d.subscription_id for d in store.deliveries()}
 
@@ -68,15 +82,15 @@ def test_only_the_attributed_organization_and_granted_plan_level_subscriptions_r
         subscribe(store, "PLAN", scope="plan")
     store.subscriptions.set_plan_level("PLAN", True, "reviewer", "care management contract")
     plan = subscribe(store, "PLAN", scope="plan")
-    store.outbox.save_alert(alert("a1", org="ORG1"))
-    store.outbox.save_alert(alert("a2", org=None, member="M2"))  # attributed to nobody
+    store.outbox.save_alerts([alert("a1", org="ORG1")])
+    store.outbox.save_alerts([alert("a2", org=None, member="M2")])  # attributed to nobody
     got = {(d.subscription_id, d.alert_id) for d in store.deliveries()}
     assert got == {(mine, "a1"), (plan, "a1"), (plan, "a2")}
     assert other not in {s for s, _ in got}
     assert [e["action"] for e in store.subscriptions.audit("PLAN")] == [
         "organization.added", "plan_level.granted"]
     store.subscriptions.set_plan_level("PLAN", False, "reviewer", "contract ended")
-    store.outbox.save_alert(alert("a3", org=None, member="M3"))
+    store.outbox.save_alerts([alert("a3", org=None, member="M3")])
     assert not any(d.alert_id == "a3" for d in store.deliveries())
 
 
@@ -84,9 +98,9 @@ def test_event_types_and_filters_choose_what_a_subscription_receives(store):
     adt = subscribe(store, event_types=("adt.*",))
     cbp_only = subscribe(store, event_types=("gap.*",), filters={"measures": ["CBP"]})
     other_facility = subscribe(store, filters={"facilities": ["ELSEWHERE"]})
-    store.outbox.save_alert(alert("a1"))
-    store.outbox.save_alert(alert("g1", alert_type="gap.opened", gap=gap("CBP")))
-    store.outbox.save_alert(alert("g2", alert_type="gap.opened", gap=gap("FMC")))
+    store.outbox.save_alerts([alert("a1")])
+    store.outbox.save_alerts([alert("g1", alert_type="gap.opened", gap=gap("CBP"))])
+    store.outbox.save_alerts([alert("g2", alert_type="gap.opened", gap=gap("FMC"))])
     got = sorted((d.subscription_id, d.alert_id) for d in store.deliveries())
     assert got == sorted([(adt, "a1"), (cbp_only, "g1")])
     assert other_facility
@@ -95,7 +109,7 @@ def test_event_types_and_filters_choose_what_a_subscription_receives(store):
 def test_payload_formats(store):
     full = subscribe(store, payload_format="json-full")
     thin = subscribe(store, payload_format="json-thin")
-    store.outbox.save_alert(alert("a1", cohorts=["high_risk@2026.1"]))
+    store.outbox.save_alerts([alert("a1", cohorts=["high_risk@2026.1"])])
     [f], [t] = bodies(store, full), bodies(store, thin)
     assert f["type"] == "adt.ed_visit" and f["data"]["cohorts"] == ["high_risk@2026.1"]
     assert t["data"] == {"alert_id": "a1", "alert_type": "adt.ed_visit", "member_id": "M1", "organization_id": "ORG1",
@@ -107,16 +121,16 @@ def test_payload_formats(store):
 def test_part2_events_are_withheld_without_consent_and_recorded(store):
     org1, org2 = subscribe(store, "ORG1"), subscribe(store, "ORG2", scope="attributed")
     sud = alert("a1", diagnoses=[Diagnosis(code="F10.20")])
-    store.outbox.save_alert(sud)
+    store.outbox.save_alerts([sud])
     assert store.deliveries() == []
     [withheld] = store.outbox.disclosures("M1")
     assert (withheld["outcome"], withheld["organization_id"]) == ("withheld", "ORG1")
     assert "42 CFR Part 2" in withheld["reason"] and "F10" not in withheld["reason"]
     store.subscriptions.record_consent("M1", "ORG1", "plan:privacy-office")
-    store.outbox.save_alert(alert("a2", diagnoses=[Diagnosis(code="F11.10")]))
+    store.outbox.save_alerts([alert("a2", diagnoses=[Diagnosis(code="F11.10")])])
     assert [(d.subscription_id, d.alert_id) for d in store.deliveries()] == [(org1, "a2")]
     # An ordinary ED alert listing an open FUA gap: the gap is left out for an organization without consent.
-    store.outbox.save_alert(alert("a3", member="M2", org="ORG2", open_gaps=[gap("FUA-7"), gap("FMC")]))
+    store.outbox.save_alerts([alert("a3", member="M2", org="ORG2", open_gaps=[gap("FUA-7"), gap("FMC")])])
     [b] = [b for b in bodies(store, org2)]
     assert [g["measure_id"] for g in b["data"]["open_gaps"]] == ["FMC"]
     assert [g["measure_id"] for g in store.outbox.alert_for("ORG2", "a3")["open_gaps"]] == ["FMC"]
@@ -126,8 +140,8 @@ def test_claims_are_leased_limited_per_endpoint_and_one_per_member_at_a_time(sto
     slow = subscribe(store, url="http://127.0.0.1:9/slow")
     fast = subscribe(store, url="http://127.0.0.1:10/fast")
     for i in range(6):
-        store.outbox.save_alert(alert(f"a{i}", member=f"M{i}"))
-    store.outbox.save_alert(alert("b", member="M0"))  # M0's second event
+        store.outbox.save_alerts([alert(f"a{i}", member=f"M{i}")])
+    store.outbox.save_alerts([alert("b", member="M0")])  # M0's second event
     now = time.time() + 1
     jobs = store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 2}, 3)
     per_sub = {s: [j for j in jobs if j.subscription_id == s] for s in (slow, fast)}
@@ -148,7 +162,7 @@ def result(job, outcome, status=None, retry_at=None):
 def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(store):
     hook = subscribe(store, url="http://127.0.0.1:9/hook", event_types=("adt.*",))
     ops = subscribe(store, url="http://127.0.0.1:10/ops", event_types=("delivery.*", "endpoint.*"))
-    store.outbox.save_alert(alert("a1"))
+    store.outbox.save_alerts([alert("a1")])
     [job] = claim(store)
     assert store.outbox.record([result(job, "retry", 500, time.time() + 60)]) == 0
     assert store.outbox.status(hook)["failing_since"] is not None
@@ -157,7 +171,7 @@ def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(sto
     [notice] = bodies(store, ops)
     assert notice["type"] == "delivery.exhausted" and notice["data"]["webhook_id"] == job.webhook_id
     assert "member_id" not in json.dumps(notice)
-    store.outbox.save_alert(alert("a2"))
+    store.outbox.save_alerts([alert("a2")])
     job = next(j for j in claim(store) if j.subscription_id == hook)
     store.outbox.record([result(job, "gone", 410)])
     status = store.outbox.status(hook)
@@ -171,7 +185,7 @@ def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(sto
 def test_an_endpoint_failing_longer_than_allowed_is_disabled(store):
     store.outbox.disable_after_s = 0.0
     hook = subscribe(store)
-    store.outbox.save_alert(alert("a1"))
+    store.outbox.save_alerts([alert("a1")])
     [job] = claim(store)
     store.outbox.record([result(job, "retry", None, time.time() + 5)])
     assert store.outbox.status(hook)["status"] == "disabled"
@@ -180,7 +194,7 @@ def test_an_endpoint_failing_longer_than_allowed_is_disabled(store):
 def test_resend_and_redeliver_since_keep_the_webhook_ids(store):
     sub = subscribe(store)
     for i in range(3):
-        store.outbox.save_alert(alert(f"a{i}", member=f"M{i}"))
+        store.outbox.save_alerts([alert(f"a{i}", member=f"M{i}")])
     store.outbox.record([result(j, "delivered", 200) for j in claim(store)])
     assert claim(store) == []
     first = webhook_id("a0", sub)
@@ -205,7 +219,7 @@ def test_heartbeats_go_to_idle_subscriptions_once_per_period_and_are_not_counted
 
 def test_secret_rotation_signs_with_both_until_the_overlap_ends(store):
     sub = subscribe(store)
-    store.outbox.save_alert(alert("a1"))
+    store.outbox.save_alerts([alert("a1")])
     [before] = claim(store)
     new, _ = store.subscriptions.rotate_secret("ORG1", sub, "test", overlap_s=60)
     [during] = claim(store, time.time() + 31)

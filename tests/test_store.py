@@ -37,11 +37,11 @@ def test_a_gap_keeps_its_latest_revision_whatever_order_alerts_arrive_in(store):
         return GapInfo(gap_id="FMC|F|V1", measure_id="FMC", measure_title="t", trigger_id="F|V1", status=status,
                        window_start="2026-03-01", due="2026-03-08", revision=revision)
 
-    store.gaps.record("M1", info("closed", 2))
-    store.gaps.record("M1", info("open", 1))  # late, older: ignored
+    store.gaps.record_many([("M1", info("closed", 2))])
+    store.gaps.record_many([("M1", info("open", 1))])  # late, older: ignored
     assert [g.status for g in store.gaps.for_member("M1")] == ["closed"]
     assert store.gaps.for_member("M1", status="open") == []
-    store.gaps.record("M1", info("open", 3))  # re-opened by a void
+    store.gaps.record_many([("M1", info("open", 3))])  # re-opened by a void
     assert [g.revision for g in store.gaps.for_member("M1", status="open")] == [3]
 
 
@@ -54,10 +54,10 @@ def test_reports_count_the_gaps_of_members_attributed_now_and_the_directory_keep
 
     store.attribution.record_many([change("M1", "ORG-A", 1, "2025-01-01", "1000000001"),
                                    change("M2", "ORG-B", 2, "2025-01-01", "1000000002")])
-    store.gaps.record("M1", info("COL-E", "2026", "open", "2026-12-31"))
-    store.gaps.record("M1", info("FMC", "V1", "closed", "2026-03-08"))
-    store.gaps.record("M2", info("COL-E", "2026", "open", "2026-12-31"))
-    store.gaps.record("M2", info("COL-E", "2025", "missed", "2025-12-31"))
+    store.gaps.record_many([("M1", info("COL-E", "2026", "open", "2026-12-31"))])
+    store.gaps.record_many([("M1", info("FMC", "V1", "closed", "2026-03-08"))])
+    store.gaps.record_many([("M2", info("COL-E", "2026", "open", "2026-12-31"))])
+    store.gaps.record_many([("M2", info("COL-E", "2025", "missed", "2025-12-31"))])
     assert [(m, g.gap_id) for m, _, g in store.gaps.of_organization("ORG-A")] == [("M1", "COL-E|2026")]
     assert sorted(store.gaps.outcomes(2026)) == [("1000000001", "COL-E", "open"), ("1000000001", "FMC", "closed"),
                                                  ("1000000002", "COL-E", "open")]  # not last year's

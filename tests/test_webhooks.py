@@ -162,7 +162,7 @@ async def test_500_then_200_is_retried_under_the_same_webhook_id(tmp_path):
     receiver = Receiver(script=[500, 503]).start()
     store = new_store(tmp_path)
     subscribe(store, receiver)
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     await run_until(store, settled(store))
     [delivery] = store.deliveries()
     assert delivery.status == "delivered" and delivery.attempts == 3
@@ -176,7 +176,7 @@ async def test_429_waits_as_long_as_retry_after_says(tmp_path):
     receiver = Receiver(script=[(429, {"Retry-After": "1"})]).start()
     store = new_store(tmp_path)
     subscribe(store, receiver)
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     await run_until(store, settled(store))
     first, second = receiver.requests
     assert second.at - first.at >= 0.95  # the schedule alone would have retried after 0.05 s
@@ -187,8 +187,8 @@ async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path
     moved = Receiver(script=[(302, {"Location": "http://10.0.0.1/steal"})] * 10).start()
     store = new_store(tmp_path)
     gone_id, moved_id = subscribe(store, gone), subscribe(store, moved)
-    store.outbox.save_alert(make_alert("a1"))
-    store.outbox.save_alert(make_alert("a2"))  # the same member's: sent after the first
+    store.outbox.save_alerts([make_alert("a1")])
+    store.outbox.save_alerts([make_alert("a2")])  # the same member's: sent after the first
     await run_until(store, lambda: len(moved.requests) >= 3, wait_s=10)
     assert len(gone.requests) == 1 and store.outbox.status(gone_id)["status"] == "disabled"
     assert store.outbox.status(gone_id)["pending"] == 2  # kept for when the organization enables it again
@@ -203,7 +203,7 @@ async def test_exhausted_deliveries_are_kept_and_reported(tmp_path):
     store = new_store(tmp_path)
     down_id = subscribe(store, down, event_types=("adt.*",))
     subscribe(store, ops, event_types=("delivery.exhausted",))
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     await run_until(store, lambda: len(ops.requests) >= 1)
     assert len(down.requests) == len(FAST)
     assert store.outbox.status(down_id)["exhausted"] == 1
@@ -219,7 +219,7 @@ async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):
     subscribe(store, hanging)
     healthy_id = subscribe(store, healthy)
     for i in range(40):
-        store.outbox.save_alert(make_alert(f"a{i}", member=f"M{i}"))
+        store.outbox.save_alerts([make_alert(f"a{i}", member=f"M{i}")])
     healthy_done = lambda: store.outbox.status(healthy_id)["delivered"] == 40  # noqa: E731
     await run_until(store, healthy_done, endpoint_concurrency=4, request_timeout_s=15.0)
     assert healthy_done()
@@ -243,7 +243,7 @@ async def test_an_endless_answer_is_read_only_up_to_the_bound(tmp_path):
     port = server.sockets[0].getsockname()[1]
     store = new_store(tmp_path)
     store.subscriptions.create("ORG1", Spec(url=f"http://127.0.0.1:{port}/hook"), "test")
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     async with server:
         await run_until(store, settled(store), wait_s=10, request_timeout_s=5.0)
     [delivery] = store.deliveries()
@@ -257,7 +257,7 @@ async def test_sends_are_signed_with_both_secrets_during_rotation(tmp_path):
     sub = subscribe(store, receiver)
     old = receiver.secret
     new, _ = store.subscriptions.rotate_secret("ORG1", sub, "test", overlap_s=3600)
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     await run_until(store, settled(store))
     [request] = receiver.requests
     assert Webhook(old).verify(request.body, request.headers) == Webhook(new).verify(request.body, request.headers)
@@ -268,7 +268,7 @@ async def test_a_refused_address_at_send_time_is_a_failed_attempt(tmp_path):
     store = new_store(tmp_path)
     sub = subscribe(store, receiver)
     store.subscriptions.egress = Egress([])  # the operator took loopback off the allow-list
-    store.outbox.save_alert(make_alert("a1"))
+    store.outbox.save_alerts([make_alert("a1")])
     await run_until(store, lambda: any(store.outbox.attempts(d.webhook_id) for d in store.deliveries()),
                     wait_s=5, schedule=(0, 30))
     [delivery] = store.deliveries()
@@ -281,10 +281,10 @@ async def test_fhir_notifications_are_valid_da_vinci_bundles(tmp_path):
     receiver = Receiver().start()
     store = new_store(tmp_path)
     subscribe(store, receiver, event_types=("adt.*",), payload_format="fhir")
-    store.outbox.save_alert(make_alert("a1", patient_class="E", occurred_at="2026-11-20T08:15:00-05:00",
+    store.outbox.save_alerts([make_alert("a1", patient_class="E", occurred_at="2026-11-20T08:15:00-05:00",
                                        visit_number="V1", patient=Patient(family_name="Doe", birth_date="1950-02-03",
                                                                           sex="F"),
-                                       diagnoses=[Diagnosis(code="I10", description="Hypertension")]))
+                                       diagnoses=[Diagnosis(code="I10", description="Hypertension")])])
     await run_until(store, settled(store))
     [request] = receiver.requests
     assert request.headers["Content-Type"] == "application/fhir+json"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from sinks.routing import route
 from sinks.sql.store import Store
@@ -23,7 +24,6 @@ from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import group_consumer_config, producer_config
-from streams.kafka.lag import Group
 from streams.metrics import MESSAGES_IN, PROCESSING
 from streams.models import Alert, AttributionChange, CohortMembership, Provider
 from streams.serialization.codec import AvroCodec
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class Feed:
     topic: str
     record: type
-    write_many: Callable[[Store, list[Any]], None]  # idempotent, in order, one transaction
+    # Idempotent, in order, one transaction; returns the deliveries it queued, if it queues any.
+    write_many: Callable[[Store, list[Any]], int | None]
     # A compacted topic whose tombstones (no value) delete: write_many then takes (key, record or
     # None) pairs. Elsewhere a message without a value is bad input.
     keyed: bool = False
@@ -57,7 +58,6 @@ class SqlBatchSink:
         self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
         self._producer = Producer(producer_config(bootstrap))
         self._feeds, self._store = {f.topic: f for f in feeds}, store
-        self.consumer_group = Group(group_id, tuple(self._feeds))
         self._codec, self._batch, self._on_written = codec, batch_size, on_written
         self._timer = PROCESSING.labels(agent=group_id)
         self._stop = threading.Event()
@@ -85,36 +85,64 @@ class SqlBatchSink:
             if not messages:
                 continue
             started = time.perf_counter()
-            batches: dict[str, list[Any]] = {topic: [] for topic in self._feeds}
-            for message in messages:
-                feed = self._feeds[message.topic()]
-                MESSAGES_IN.labels(topic=feed.topic + ":sql").inc()
-                try:
-                    batches[feed.topic].append(self._decode(feed, message))
-                except BadInput as exc:
-                    if feed.topic != topics.PROVIDERS:  # providers: dead-lettered by the attribution flow
-                        record = dead_letter(feed.topic, exc.reason, exc.detail, message.value())
-                        self._producer.produce(topics.DLQ, self._codec.encode(record))
             try:
-                for topic, records in batches.items():
-                    self._feeds[topic].write_many(self._store, records)
-            except Exception as exc:  # the database is down: retry the same batch, never skip it
+                queued = self._store_batch(messages)
+            except Exception as exc:  # the database is down, or a bug: retry the same batch, never skip it
                 log.error("could not store a batch of %d messages, retrying: %s", len(messages), where(exc))
-                first: dict[tuple[str, int], int] = {}
-                for message in messages:
-                    first.setdefault((message.topic(), message.partition()), message.offset())
-                for (topic, partition), offset in first.items():
-                    self._consumer.seek(TopicPartition(topic, partition, offset))
+                self._rewind(messages)
                 self._stop.wait(2.0)
                 continue
             try:
                 self._consumer.commit(asynchronous=False)
             except KafkaException as exc:  # partitions moved to another worker: it stores them again, harmlessly
                 log.warning("could not commit a stored batch: %s", exc)
-            self._on_written()
+            if queued:
+                self._on_written()
             per_message = (time.perf_counter() - started) / len(messages)
             for _ in messages:
                 self._timer.observe(per_message)
+
+    def _store_batch(self, messages: list[Message]) -> int:
+        """Writes each feed's messages; returns how many deliveries were queued."""
+        batches: dict[str, list[tuple[Message, Any]]] = {topic: [] for topic in self._feeds}
+        for message in messages:
+            feed = self._feeds[message.topic()]
+            MESSAGES_IN.labels(topic=feed.topic + ":sql").inc()
+            try:
+                batches[feed.topic].append((message, self._decode(feed, message)))
+            except BadInput as exc:
+                if feed.topic != topics.PROVIDERS:  # providers: dead-lettered by the attribution flow
+                    self._dead_letter(message, exc.reason, exc.detail)
+        queued = sum(self._write(self._feeds[topic], pairs) for topic, pairs in batches.items() if pairs)
+        if len(self._producer):
+            self._producer.flush(30)  # dead letters stored before the offsets move past them
+        return queued
+
+    def _write(self, feed: Feed, pairs: list[tuple[Message, Any]]) -> int:
+        try:
+            return feed.write_many(self._store, [record for _, record in pairs]) or 0
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable or locked: the whole batch is tried again
+        except Exception as exc:
+            if len(pairs) > 1:  # find the message that fails: the writes are idempotent, so again is harmless
+                return sum(self._write(feed, [pair]) for pair in pairs)
+            log.error("could not store a message from %s: %s", feed.topic, where(exc))
+            self._dead_letter(pairs[0][0], "processing_error", f"{type(exc).__name__}: {exc}")
+            return 0
+
+    def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
+        record = dead_letter(message.topic(), reason, detail, message.value())
+        self._producer.produce(topics.DLQ, self._codec.encode(record))
+
+    def _rewind(self, messages: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            first.setdefault((message.topic(), message.partition()), message.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:  # no longer ours: its new owner reads on from the committed offset
+                pass
 
     def _decode(self, feed: Feed, message: Message) -> Any:
         value = message.value()

@@ -18,9 +18,6 @@ class GapStore:
     def __init__(self, session: sessionmaker[Session], insert: Callable):
         self._session, self._insert = session, insert
 
-    def record(self, member_id: str, gap: GapInfo) -> None:
-        self.record_many([(member_id, gap)])
-
     def record_many(self, gaps: list[tuple[str, GapInfo]]) -> None:
         """Keep each gap's latest status; a redelivered or older revision changes nothing."""
         latest: dict[tuple[str, str], GapInfo] = {}

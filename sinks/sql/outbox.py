@@ -32,7 +32,7 @@ from sinks.sql.models import (
 from sinks.webhooks.disclosure import Part2Rule
 from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
-from streams.metrics import DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
+from streams.metrics import ALERTS_ROUTED, DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
 from streams.models import Alert
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ def passes(filters: dict[str, list[str]], alert: Alert) -> bool:
     if measures and (alert.gap is None or alert.gap.measure_id not in measures):
         return False
     return not (facilities and alert.facility not in facilities)
+
+
+def _receives(sub: Any, alert: Alert) -> bool:
+    """Whether a subscription (of the attributed organization, or plan-level) takes the alert."""
+    return ((sub.scope == "plan" or sub.organization_id == alert.organization_id)
+            and wants(sub.event_types, alert.alert_type) and passes(json.loads(sub.filters or "{}"), alert))
 
 
 def webhook_id(key: str, subscription_id: str) -> str:
@@ -163,54 +169,55 @@ class Outbox:
         s.execute(insert(Delivery.__table__), rows)
         return [r["webhook_id"] for r in rows]
 
-    def _subscriptions(self, s: Session, organization_id: str | None) -> list[Any]:
-        """Subscriptions of the organization a member is attributed to, and plan-level ones, locked
-        (PostgreSQL) until the fan-out commits."""
+    def _subscriptions(self, s: Session, organizations: set[str | None]) -> list[Any]:
+        """Subscriptions of the organizations the members are attributed to, and plan-level ones,
+        locked (PostgreSQL) in one statement in id order until the fan-out commits, so that two
+        transactions fanning out to the same organizations cannot deadlock."""
         t = Subscription.__table__.c
         plan_orgs = select(Organization.id).where(Organization.plan_level.is_(True))
         scoped = [and_(t.scope == "plan", t.organization_id.in_(plan_orgs))]
-        if organization_id:
-            scoped.append(and_(t.scope == "attributed", t.organization_id == organization_id))
+        if attributed := [o for o in organizations if o]:
+            scoped.append(and_(t.scope == "attributed", t.organization_id.in_(attributed)))
         # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
-        return s.execute(select(t.id, t.organization_id, t.event_types, t.filters, t.payload_format)
+        return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format)
                          .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
 
     def _consenting(self, s: Session, member_id: str) -> set[str]:
         return set(s.scalars(select(Consent.organization_id).where(
             Consent.member_id == member_id, Consent.kind == "part2", Consent.revoked_at.is_(None))))
 
-    def save_alert(self, alert: Alert) -> int:
-        return self.save_alerts([alert])
-
     def save_alerts(self, alerts: list[Alert]) -> int:
         """Store the alerts and queue each, in order, for every subscription that may and wants to
         receive it, in one transaction. Returns how many deliveries were queued now (none for an alert
         stored before)."""
-        rows = {a.alert_id: dict(
-            alert_id=a.alert_id, alert_type=a.alert_type, member_id=a.member_id, organization_id=a.organization_id,
-            facility=a.facility, visit_number=a.visit_number, event_type=a.event_type, occurred_at=a.occurred_at,
-            received_at_ms=a.received_at_ms, created_at_ms=a.created_at_ms,
-            payload=json.dumps(a.to_record(), sort_keys=True)) for a in alerts}
+        rows: dict[str, dict[str, Any]] = {}
+        for a in alerts:  # a batch may hold a replay of its own alert: the first one is kept
+            rows.setdefault(a.alert_id, dict(
+                alert_id=a.alert_id, alert_type=a.alert_type, member_id=a.member_id,
+                organization_id=a.organization_id, facility=a.facility, visit_number=a.visit_number,
+                event_type=a.event_type, occurred_at=a.occurred_at, received_at_ms=a.received_at_ms,
+                created_at_ms=a.created_at_ms, payload=json.dumps(a.to_record(), sort_keys=True)))
         if not rows:
             return 0
+        routed: list[Alert] = []
+        queued = 0
         with self._session.begin() as s:
             stored = set(s.scalars(self._insert(AlertRow).values(list(rows.values()))
                                    .on_conflict_do_nothing(index_elements=["alert_id"]).returning(AlertRow.alert_id)))
-            subscriptions: dict[str | None, list[Any]] = {}  # by organization, read once per batch
-            queued = 0
+            subscriptions = self._subscriptions(s, {a.organization_id for a in alerts if a.alert_id in stored})
             for alert in alerts:
                 # Stored before means fanned out then, in the same transaction: a replay decides nothing
                 # again, so a subscription created or an attribution changed since does not get it now.
-                if alert.alert_id not in stored or not alert.member_id:
+                if alert.alert_id not in stored:
                     continue
-                stored.discard(alert.alert_id)  # a batch may hold a replay of its own alert
-                if alert.organization_id not in subscriptions:
-                    subscriptions[alert.organization_id] = self._subscriptions(s, alert.organization_id)
-                recipients = [sub for sub in subscriptions[alert.organization_id]
-                              if wants(sub.event_types, alert.alert_type) and passes(json.loads(sub.filters or "{}"),
-                                                                                      alert)]
-                queued += self._fan_out(s, alert, recipients)
-            return queued
+                stored.discard(alert.alert_id)
+                routed.append(alert)
+                if not alert.member_id:
+                    continue
+                queued += self._fan_out(s, alert, [sub for sub in subscriptions if _receives(sub, alert)])
+        for alert in routed:
+            ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
+        return queued
 
     def _fan_out(self, s: Session, alert: Alert, recipients: list[Any]) -> int:
         sensitive = self._part2.reason(alert)

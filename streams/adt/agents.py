@@ -28,8 +28,8 @@ def register(p: Pipeline) -> None:
         # The ingress stamps the Kafka timestamp with the MLLP receipt time.
         received_ms = int((event.message.timestamp or time.time()) * 1000)
         adt = parse_adt(event.value, received_ms)
-        # Not awaited: Faust flushes its producer before it commits an offset, and no state here
-        # depends on the event having arrived.
+        # Handed to the producer, not confirmed here: Faust flushes its producer before it commits
+        # an offset, and no state here depends on the event having arrived.
         await events_topic.send(key=adt.visit_key.encode(), value=p.codec.encode(adt))
 
     async def track_visit(event: faust.EventT, batch: Batch) -> None:

@@ -100,7 +100,7 @@ def build_api(p: Pipeline) -> Api:
     @api.route("post", "/subscriptions/{subscription_id}/ping", "Send a test event now", responses={202: "Queued"})
     async def ping(call: Call) -> tuple[int, Any]:
         wid = await run(outbox.ping, await own(call))
-        await run(p.sinks.call, "wake")
+        await run(p.sinks.wake)
         return 202, {"webhook_id": wid}
 
     @api.route("get", "/subscriptions/{subscription_id}/$status",
@@ -135,7 +135,7 @@ def build_api(p: Pipeline) -> Api:
         n = await run(outbox.resend, await own(call), call.params["webhook_id"])
         if not n:
             raise ApiError(404, f"no message {call.params['webhook_id']}")
-        await run(p.sinks.call, "wake")
+        await run(p.sinks.wake)
         return 202, {"queued": n}
 
     @api.route("post", "/subscriptions/{subscription_id}/redeliver",
@@ -145,7 +145,7 @@ def build_api(p: Pipeline) -> Api:
     async def redeliver(call: Call) -> tuple[int, Any]:
         since = _parse_time(call.body.get("since"))
         n = await run(outbox.resend, await own(call), None, since)
-        await run(p.sinks.call, "wake")
+        await run(p.sinks.wake)
         return 202, {"queued": n}
 
     @api.route("get", "/alerts/{alert_id}", "An alert the organization was sent (what json-thin payloads point to)")

@@ -90,7 +90,7 @@ def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int], co
     # Drain: the backlog is queued first (not timed), then sent.
     now_ms = int(time.time() * 1000)
     for i in range(backlog):
-        store.outbox.save_alert(_alert(i, orgs[i % len(orgs)][0], now_ms))
+        store.outbox.save_alerts([_alert(i, orgs[i % len(orgs)][0], now_ms)])
     expected = sum(1 for i in range(backlog) if orgs[i % len(orgs)][1] == "ok") * SUBS_PER_ENDPOINT
     drain = asyncio.run(_drain(store, conn, expected, concurrency, timeout_s))
 
@@ -127,7 +127,7 @@ async def _paced(store: Store, conn, orgs, offset: int, rate: float, seconds: fl
             due = int(elapsed * rate)
             while sent < due:
                 i = offset + sent
-                store.outbox.save_alert(_alert(i, orgs[i % len(orgs)][0], int(time.time() * 1000)))
+                store.outbox.save_alerts([_alert(i, orgs[i % len(orgs)][0], int(time.time() * 1000))])
                 loop.call_soon_threadsafe(dispatcher.wake)  # as routing does, from the event loop
                 sent += 1
             time.sleep(0.002)

@@ -95,8 +95,6 @@ def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -
     return elapsed, lines
 
 
-
-
 def peak_rss_mb(pid: int) -> float:
     """The peak resident memory (VmHWM) of a process and of each of its descendants, summed, in MiB:
     an upper bound of what the tree held at once. Read it before the processes exit."""

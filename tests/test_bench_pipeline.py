@@ -1,0 +1,16 @@
+"""`gapstream bench pipeline` at a small size, on the real parts it always starts (embedded broker, a
+worker with its child processes, the MLLP ingress, a webhook receiver, SQLite): the benchmark keeps
+working, and under its load every ED alert routed to an organization reaches the receiver."""
+from streams.bench.pipeline import run
+
+
+def test_the_pipeline_bench_delivers_every_routed_ed_alert_and_reports_each_stage():
+    result = run(members=400, lines=4_000, fills=800, adt=500, ed=50, adt_rate=100)
+    assert result["adt_acks"] == {"AA": result["adt_messages"]} and result["adt_messages"] == 500
+    assert result["ed_visits"] > 0 and result["ed_alerts_raised"] >= result["ed_alerts_routed"] > 0
+    assert result["webhooks_received"] == result["ed_latency_alerts"] == result["ed_alerts_routed"]
+    assert result["claim_lines"] == 4_000 and result["claim_lines_per_s"] > 0 and result["fills_per_s"] > 0
+    stages = [k for k in result if k.startswith("ed_stage_")]
+    assert len(stages) == 8 and all(result[k] is not None and result[k] >= 0 for k in stages)
+    assert result["peak_rss_mb_worker"] > result["peak_rss_mb_receiver"] > 0
+    assert 0 < result["worker_vs_raw"] < 1
