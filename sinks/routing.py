@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sinks.sql.store import Store
 from streams.adt.visits import ED_VISIT
-from streams.models import Alert
+from streams.models import Alert, AttributionChange
 
 
 def route(store: Store, alerts: list[Alert]) -> int:
@@ -27,3 +27,10 @@ def route(store: Store, alerts: list[Alert]) -> int:
             current = store.attribution.current(alert.member_id)
             alert.organization_id = current.organization_id if current else None
     return store.outbox.save_alerts(alerts)
+
+
+def record_attribution(store: Store, changes: list[AttributionChange]) -> int:
+    """Attribution changes kept (current answer and history), and told to the organizations they
+    concern. Returns how many deliveries were queued."""
+    store.attribution.record_many(changes)
+    return store.outbox.notify_attribution(changes)

@@ -8,7 +8,7 @@ import pytest
 from sinks.sql.outbox import AttemptResult, webhook_id
 from sinks.sql.subscriptions import Spec, SubscriptionError
 from sinks.webhooks.retries import Decision, Result
-from streams.models import Alert, Diagnosis, GapInfo
+from streams.models import Alert, AttributionChange, Diagnosis, GapInfo
 
 
 def alert(alert_id="a1", org="ORG1", member="M1", alert_type="adt.ed_visit", **fields):
@@ -239,3 +239,26 @@ def test_another_organizations_subscription_is_not_found(store):
         with pytest.raises(SubscriptionError, match="no subscription"):
             call()
     assert store.subscriptions.of("ORG2") == []
+
+
+def test_attribution_changes_are_told_to_the_organization_gained_and_the_one_left(store):
+    a = subscribe(store, "ORG-A", event_types=("attribution.changed",))
+    b = subscribe(store, "ORG-B", url="http://127.0.0.1:10/hook", event_types=("attribution.*", "adt.*"))
+    subscribe(store, "ORG-C", url="http://127.0.0.1:11/hook", event_types=("adt.*",))
+
+    def change(member, old, new, old_npi=None, new_npi="1000000001", at=1):
+        return AttributionChange(member_id=member, rule="plurality", reason="most visits", effective_date="2026-05-01",
+                                 explanation="{}", changed_at_ms=at, old_organization_id=old, new_organization_id=new,
+                                 old_npi=old_npi, new_npi=new_npi, method_id="primary-care-visits")
+
+    changes = [change("M1", None, "ORG-A"), change("M2", "ORG-A", "ORG-B", "1000000001", "1000000002"),
+               change("M3", "ORG-A", "ORG-A", "1000000001", "1000000003"), change("M4", "ORG-C", "ORG-C", at=2)]
+    assert store.outbox.notify_attribution(changes) == 4
+    assert store.outbox.notify_attribution(changes) == 0  # a replayed batch
+    told = {sub: [(b["data"]["member_id"], b["data"]["attributed"], b["data"].get("npi")) for b in bodies(store, sub)]
+            for sub in (a, b)}
+    assert told == {a: [("M1", True, "1000000001"), ("M2", False, None), ("M3", True, "1000000003")],
+                    b: [("M2", True, "1000000002")]}
+    assert all("ORG-B" not in json.dumps(body) for body in bodies(store, a))  # the one left is not told where to
+    assert sorted((d["organization_id"], d["event_type"]) for d in store.outbox.disclosures("M2")) == [
+        ("ORG-A", "attribution.changed"), ("ORG-B", "attribution.changed")]

@@ -1,5 +1,6 @@
-"""Visit-state rules: one ED alert per visit, whatever the feed repeats."""
-from streams.adt.visits import ED_VISIT, VisitState, alert_id, apply, expire
+"""Visit-state rules: one ED alert per visit, and one admission and one discharge alert, whatever the
+feed repeats."""
+from streams.adt.visits import ADMIT, DISCHARGE, ED_VISIT, VisitState, alert_id, apply, expire
 from streams.models import AdtEvent, Diagnosis
 
 
@@ -28,9 +29,9 @@ def test_ed_registration_raises_one_alert():
 
 def test_resent_messages_and_update_storms_raise_nothing_more():
     events = [adt("A04", "1"), adt("A04", "1"), adt("A04", "2")] + [adt("A08", str(i)) for i in range(3, 20)]
-    events.append(adt("A03", "30"))
+    events += [adt("A03", "30"), adt("A03", "31")]
     state, alerts = run(*events)
-    assert len(alerts) == 1
+    assert [a.alert_type for a in alerts] == [ED_VISIT, DISCHARGE]
     assert state.status == "discharged"
 
 
@@ -44,11 +45,25 @@ def test_repeated_control_id_is_a_duplicate_without_state_change():
 
 def test_discharge_from_an_emergency_facility_alone_is_an_ed_visit():
     _, alerts = run(adt("A03", "1", patient_class=None, emergency=True, facility_type="261QE0002X"))
-    assert len(alerts) == 1 and alerts[0].event_type == "A03"
+    assert [(a.alert_type, a.event_type) for a in alerts] == [(ED_VISIT, "A03"), (DISCHARGE, "A03")]
 
 
-def test_inpatient_admission_is_not_an_ed_visit():
-    _, alerts = run(adt("A01", "1", patient_class="I"), adt("A03", "2", patient_class="I"))
+def test_inpatient_admission_is_not_an_ed_visit_but_an_admission_and_a_discharge():
+    _, alerts = run(adt("A01", "1", patient_class="I"), adt("A08", "2", patient_class="I"),
+                    adt("A03", "3", patient_class="I"))
+    assert [(a.alert_type, a.event_type) for a in alerts] == [(ADMIT, "A01"), (DISCHARGE, "A03")]
+    assert alerts[0].alert_id == alert_id(ADMIT, "FAC|V1") != alerts[1].alert_id
+
+
+def test_admitted_from_the_ed_raises_the_visit_then_the_admission():
+    events = [adt("A04", "1"), adt("A06", "2", patient_class="I", emergency=True), adt("A03", "3", patient_class="I")]
+    _, alerts = run(*events)
+    assert [(a.alert_type, a.event_type) for a in alerts] == [(ED_VISIT, "A04"), (ADMIT, "A06"), (DISCHARGE, "A03")]
+
+
+def test_an_outpatient_visit_raises_nothing():
+    _, alerts = run(adt("A04", "1", patient_class="O"), adt("A08", "2", patient_class="O"),
+                    adt("A03", "3", patient_class="O"))
     assert alerts == []
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from sinks.routing import route
+from sinks.routing import record_attribution, route
 from sinks.sql.store import Store
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
@@ -43,7 +43,7 @@ class Feed:
 
 
 # The bulk: tables the member processor's decisions feed, and its gap alerts.
-TABLE_FEEDS = (Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, lambda s, rows: s.attribution.record_many(rows)),
+TABLE_FEEDS = (Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, record_attribution),
                Feed(topics.PROVIDERS, Provider, lambda s, rows: s.directory.apply_many(rows), keyed=True),
                Feed(topics.COHORTS, CohortMembership, lambda s, rows: s.cohorts.record_many(rows)),
                Feed(topics.GAP_ALERTS, Alert, route))

@@ -33,7 +33,7 @@ from sinks.webhooks.disclosure import Part2Rule
 from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
 from streams.metrics import ALERTS_ROUTED, DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
-from streams.models import Alert
+from streams.models import Alert, AttributionChange
 
 log = logging.getLogger(__name__)
 # Renders a delivery's body and content type for a subscription, given its event number (None when
@@ -54,6 +54,9 @@ def passes(filters: dict[str, list[str]], alert: Alert) -> bool:
     if measures and (alert.gap is None or alert.gap.measure_id not in measures):
         return False
     return not (facilities and alert.facility not in facilities)
+
+
+ATTRIBUTION_CHANGED = "attribution.changed"
 
 
 def _receives(sub: Any, alert: Alert) -> bool:
@@ -256,6 +259,39 @@ class Outbox:
                                                     Subscription.status != "deleted")).all()
         return len(self._queue(s, [sub for sub in subs if wants(sub.event_types, event_type)], key, event_type,
                                _notice(event_type, int(time.time() * 1000), data), numbered=True))
+
+    def notify_attribution(self, changes: list[AttributionChange]) -> int:
+        """``attribution.changed`` to the organization a member is now attributed to (also when only the
+        provider changed within it), and to the one the member left, which is not told where to."""
+        orgs = {o for c in changes for o in (c.old_organization_id, c.new_organization_id) if o}
+        if not orgs:
+            return 0
+        queued = 0
+        with self._session.begin() as s:
+            wanting: dict[str, list[Subscription]] = {}
+            subs = s.scalars(select(Subscription).where(Subscription.organization_id.in_(orgs),
+                                                        Subscription.status != "deleted").order_by(Subscription.id))
+            for sub in subs:
+                if wants(sub.event_types, ATTRIBUTION_CHANGED):
+                    wanting.setdefault(sub.organization_id, []).append(sub)
+            if not wanting:
+                return 0
+            for c in changes:
+                told = {"member_id": c.member_id, "effective_date": c.effective_date}
+                moved = c.new_organization_id != c.old_organization_id
+                if c.new_organization_id in wanting and (moved or c.new_npi != c.old_npi):
+                    queued += len(self._queue(
+                        s, wanting[c.new_organization_id], f"attribution|{c.member_id}|{c.changed_at_ms}|to",
+                        ATTRIBUTION_CHANGED, _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {
+                            **told, "attributed": True, "npi": c.new_npi, "method": c.method_id, "reason": c.reason}),
+                        numbered=True, member_id=c.member_id))
+                if c.old_organization_id in wanting and moved:
+                    queued += len(self._queue(
+                        s, wanting[c.old_organization_id], f"attribution|{c.member_id}|{c.changed_at_ms}|from",
+                        ATTRIBUTION_CHANGED,
+                        _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {**told, "attributed": False}),
+                        numbered=True, member_id=c.member_id))
+        return queued
 
     def ping(self, subscription_id: str) -> str:
         """A test event to one subscription, not counted among its events."""

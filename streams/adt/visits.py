@@ -1,4 +1,5 @@
-"""Visit state: the ADT events of one encounter folded into one record, and the alerts it raises.
+"""Visit state: the ADT events of one encounter folded into one record, and the alerts it raises
+(an ED visit, an inpatient admission, a discharge).
 
 Pure functions, so every rule is tested without a broker. HIE feeds resend messages, send A08
 update storms and cancel events; the rules here make sure one encounter raises one alert of a kind.
@@ -12,6 +13,10 @@ from typing import Any
 from streams.models import AdtEvent, Alert, Diagnosis, Encounter, EncounterKind
 
 ED_VISIT = "adt.ed_visit"
+# The encounter notifications CMS's conditions of participation ask hospitals for, besides the ED
+# registration: an inpatient admission, and a discharge from the ED or from inpatient care.
+ADMIT = "adt.admit"
+DISCHARGE = "adt.discharge"
 # Enough to recognise resent messages; a visit with more distinct messages than this is a storm,
 # and the per-event-type rule below still keeps it from raising alerts twice.
 MAX_REMEMBERED_CONTROL_IDS = 64
@@ -93,10 +98,13 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     elif event.event_type in ("A01", "A04") and state.status in ("cancelled", "auto_closed"):
         state.status = "open"
 
-    alerts: list[Alert] = []
-    if is_ed_presentation(event) and ED_VISIT not in state.alerts_raised:
-        state.alerts_raised.append(ED_VISIT)
-        alerts.append(_alert(ED_VISIT, state, event, now_ms))
+    raised = [alert_type for alert_type, applies in (
+        (ED_VISIT, is_ed_presentation(event)),
+        (ADMIT, state.patient_class == "I" and event.event_type in ("A01", "A06")),
+        (DISCHARGE, event.event_type == "A03" and (state.emergency or state.patient_class == "I")),
+    ) if applies and alert_type not in state.alerts_raised]
+    state.alerts_raised += raised
+    alerts = [_alert(alert_type, state, event, now_ms) for alert_type in raised]
     return Outcome(state, duplicate=repeated_event, alerts=alerts, encounters=_encounters(state, event))
 
 
@@ -168,7 +176,7 @@ def _alert(alert_type: str, state: VisitState, event: AdtEvent, now_ms: int) -> 
         visit_number=state.visit_number,
         event_type=event.event_type,
         patient_class=state.patient_class,
-        occurred_at=event.admit_time or event.event_time,
+        occurred_at=(event.discharge_time if alert_type == DISCHARGE else event.admit_time) or event.event_time,
         received_at_ms=event.received_at_ms,
         created_at_ms=now_ms,
         patient=event.patient,

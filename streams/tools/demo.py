@@ -27,6 +27,7 @@ from sinks.sql.store import open_store
 from sinks.sql.subscriptions import Spec
 from sinks.webhooks.signing import new_secret
 from streams.adt.mllp_client import send_messages
+from streams.adt.visits import ED_VISIT
 from streams.config import Settings
 from streams.kafka.broker import BrokerError, die_with_parent, free_port
 from streams.runtime import bootstrap_servers
@@ -120,14 +121,18 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
             sent = sum(1 for a in report.acks if a)
             # Let the last alerts through before the summary.
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and len(received) < _expected_alerts(feed, sent, pop):
+            ed = [r for r in received if r["type"] == ED_VISIT]
+            while time.monotonic() < deadline and len(ed) < _expected_alerts(feed, sent, pop):
                 time.sleep(0.2)
-            latencies = [r["latency_ms"] for r in received if r.get("latency_ms") is not None]
+                ed = [r for r in received if r["type"] == ED_VISIT]
+            latencies = [r["latency_ms"] for r in ed if r.get("latency_ms") is not None]
             summary = {
                 "adt_messages_sent": sent,
                 "acks": {code: report.acks.count(code) for code in sorted(set(report.acks) - {""})},
                 "mllp_messages_per_s": round(sent / report.seconds, 1) if report.seconds else None,
-                "ed_alerts_received": len(received),
+                "alerts_received": {t: sum(1 for r in received if r["type"] == t) for t in sorted(
+                    {r["type"] for r in received})},
+                "ed_alerts_received": len(ed),
                 "latency_ms_p50": percentile(latencies, 50),
                 "latency_ms_p99": percentile(latencies, 99),
             }
@@ -165,5 +170,5 @@ def _print_alerts(receiver: subprocess.Popen, received: list[dict]) -> None:
         with contextlib.suppress(ValueError):
             alert = json.loads(line)
             received.append(alert)
-            click.echo(f"  alert {alert['type']:<13} {alert['facility']:<11} -> {alert['organization_id']:<7} "
+            click.echo(f"  alert {alert['type']:<14} {alert['facility']:<11} -> {alert['organization_id']:<7} "
                        f"webhook {alert['webhook_id'][:16]}…  {alert['latency_ms']:>7.1f} ms after MLLP receipt")
