@@ -9,7 +9,7 @@ def test_the_pipeline_bench_delivers_every_routed_ed_alert_and_reports_each_stag
     assert result["adt_acks"] == {"AA": result["adt_messages"]} and result["adt_messages"] == 500
     assert result["ed_visits"] > 0 and result["ed_alerts_raised"] >= result["ed_alerts_routed"] > 0
     assert result["webhooks_received"] == result["ed_latency_alerts"] == result["ed_alerts_routed"]
-    assert result["claim_lines"] == 4_000 and result["claim_lines_per_s"] > 0 and result["fills_per_s"] > 0
+    assert result["claim_lines"] >= 4_000 and result["claim_lines_per_s"] > 0 and result["fills_per_s"] > 0
     stages = [k for k in result if k.startswith("ed_stage_")]
     assert len(stages) == 8 and all(result[k] is not None and result[k] >= 0 for k in stages)
     assert result["peak_rss_mb_worker"] > result["peak_rss_mb_receiver"] > 0

@@ -3,7 +3,7 @@ import datetime as dt
 from collections import Counter
 
 from streams.adt.parse import parse_adt
-from streams.adt.visits import apply
+from streams.adt.visits import ED_VISIT, apply
 from streams.tools.generate import adt_feed, ed_visits, npi, population
 
 
@@ -43,5 +43,5 @@ def test_ed_visits_matches_what_visit_state_alerts_on():
         event = parse_adt(message.encode(), 0)
         outcome = apply(states.get(event.visit_key), event, 0)
         states[event.visit_key] = outcome.state
-        alerted |= {(a.facility, a.visit_number) for a in outcome.alerts}
+        alerted |= {(a.facility, a.visit_number) for a in outcome.alerts if a.alert_type == ED_VISIT}
     assert alerted == ed_visits(feed)
