@@ -69,13 +69,9 @@ class Pipeline:
             # so a worker stopping mid-message would commit that message unprocessed (found by
             # tests/test_scale_out.py: one ED alert lost in the hand-over).
             stream = stream.noack()
-            batch = Batch()
+            batches: dict[Any, Batch] = {}  # one per partition: see Batch
             async for event in stream.events():
-                # One partition per batch: a table write goes to the changelog partition of the event
-                # current when it is made (see Batch.commit).
-                if batch.events and event.message.tp != batch.events[0].message.tp:
-                    await batch.commit(stream, timer)
-                    batch = Batch()
+                batch = batches.setdefault(event.message.tp, Batch())
                 if not batch.events:
                     batch.started = time.perf_counter()
                 source_topic = event.message.topic
@@ -88,9 +84,9 @@ class Pipeline:
                     log.error("unexpected error processing a message from %s: %s", source_topic, where(exc))
                     await self.to_dlq(source_topic, "processing_error", f"{type(exc).__name__}: {exc}", event.value)
                 batch.add(event)
-                if len(batch.events) >= max_batch or stream.channel.empty():
-                    await batch.commit(stream, timer)
-                    batch = Batch()
+                if sum(len(b.events) for b in batches.values()) >= max_batch or stream.channel.empty():
+                    await commit(stream, list(batches.values()), timer)
+                    batches = {}
 
         # Named by handler and topic: one handler may serve several topics, each with its own agent.
         self.consumed.update(source.topics)
@@ -99,48 +95,51 @@ class Pipeline:
 
 @dataclass
 class Batch:
-    """Consecutive events of one agent and partition, committed together. Their messages are
-    confirmed by the broker once for all; only then are their table writes applied and the events
-    acknowledged, so a crash in between handles them again (alerts keep their ids) instead of keeping
-    state that says an unconfirmed alert was raised. Reads see the batch's own writes."""
+    """Consecutive events of one agent and partition, committed with the other partitions' batches
+    (see :func:`commit`). Reads see the batch's own writes."""
     events: list[faust.EventT] = field(default_factory=list)
     started: float = 0.0  # when its first event was taken up
-    _sends: list[Awaitable[Any]] = field(default_factory=list)
-    _writes: dict[tuple[int, str], tuple[faust.TableT, str, Any]] = field(default_factory=dict)
-    _confirmed: list[Callable[[], None]] = field(default_factory=list)
-    # Faust's context as the last event left it: that event is "current" in it, and a table write
-    # goes to the changelog partition of the current event.
-    _context: contextvars.Context | None = None
+    sends: list[Awaitable[Any]] = field(default_factory=list)
+    writes: dict[tuple[int, str], tuple[faust.TableT, str, Any]] = field(default_factory=dict)
+    confirmed: list[Callable[[], None]] = field(default_factory=list)
+    # Faust's context as the batch's last event left it: that event is "current" in it, and a table
+    # write goes to the changelog partition of the current event, so the writes are made in it.
+    context: contextvars.Context | None = None
 
     async def send(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
-        self._sends.append(await topic.send(key=key, value=value))
+        self.sends.append(await topic.send(key=key, value=value))
 
     def get(self, table: faust.TableT, key: str) -> Any:
-        pending = self._writes.get((id(table), key))
+        pending = self.writes.get((id(table), key))
         return pending[2] if pending else table.get(key)
 
     def set(self, table: faust.TableT, key: str, value: Any) -> None:
-        self._writes[(id(table), key)] = (table, key, value)
+        self.writes[(id(table), key)] = (table, key, value)
 
     def on_confirmed(self, callback: Callable[[], None]) -> None:
-        self._confirmed.append(callback)
+        self.confirmed.append(callback)
 
     def add(self, event: faust.EventT) -> None:
         self.events.append(event)
-        self._context = contextvars.copy_context()
+        self.context = contextvars.copy_context()
 
-    async def commit(self, stream: faust.StreamT, timer: Any) -> None:
-        await asyncio.create_task(self._commit(stream), context=self._context)
-        # The batch's mean per event: what a message cost, not how long one waited in the batch.
-        per_event = (time.perf_counter() - self.started) / len(self.events)
-        for _ in self.events:
-            timer.observe(per_event)
-
-    async def _commit(self, stream: faust.StreamT) -> None:
-        await asyncio.gather(*self._sends)
-        for table, key, value in self._writes.values():
+    async def apply(self, stream: faust.StreamT) -> None:
+        for table, key, value in self.writes.values():
             table[key] = value
-        for callback in self._confirmed:
+        for callback in self.confirmed:
             callback()
         for event in self.events:
             await stream.ack(event)
+
+
+async def commit(stream: faust.StreamT, batches: list[Batch], timer: Any) -> None:
+    """The messages the batches sent are confirmed by the broker, all at once; only then are their
+    table writes applied and their events acknowledged, so a crash in between handles the events
+    again (alerts keep their ids) instead of keeping state that says an unconfirmed alert was raised."""
+    await asyncio.gather(*(send for batch in batches for send in batch.sends))
+    for batch in batches:
+        await asyncio.create_task(batch.apply(stream), context=batch.context)
+        # The batch's mean per event: what a message cost, not how long one waited in the batch.
+        per_event = (time.perf_counter() - batch.started) / len(batch.events)
+        for _ in batch.events:
+            timer.observe(per_event)
