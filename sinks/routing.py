@@ -17,15 +17,17 @@ def route(store: Store, alerts: list[Alert]) -> int:
     """A batch of alerts, in order: gap statuses kept, then the alerts stored and fanned out.
     Returns how many deliveries were queued."""
     store.gaps.record_many([(a.member_id, a.gap) for a in alerts if a.member_id and a.gap])
+    # Gap alerts come addressed already; ADT alerts take the attribution stored now.
+    attributed = store.attribution.organizations_of({a.member_id for a in alerts
+                                                      if a.member_id and not a.organization_id})
     for alert in alerts:
         if alert.member_id and alert.alert_type == ED_VISIT:
             # The member's open gaps as of now; the follow-up gap this visit opens follows as its own
             # gap.opened alert, which names this alert (the gaps are decided where the claims are).
             alert.open_gaps = store.gaps.for_member(alert.member_id, status="open")
             alert.cohorts = store.cohorts.of(alert.member_id)
-        if alert.member_id and not alert.organization_id:  # gap alerts come addressed already
-            current = store.attribution.current(alert.member_id)
-            alert.organization_id = current.organization_id if current else None
+        if alert.member_id and not alert.organization_id:
+            alert.organization_id = attributed.get(alert.member_id)
     return store.outbox.save_alerts(alerts)
 
 

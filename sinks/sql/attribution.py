@@ -82,6 +82,14 @@ class AttributionStore:
         with self._session() as s:
             return s.get(AttributionCurrent, member_id)
 
+    def organizations_of(self, member_ids: set[str]) -> dict[str, str | None]:
+        """The organization each member is attributed to now, in one read (routing's, per batch)."""
+        if not member_ids:
+            return {}
+        with self._session() as s:
+            return dict(s.execute(select(AttributionCurrent.member_id, AttributionCurrent.organization_id)
+                                  .where(AttributionCurrent.member_id.in_(member_ids))).tuples().all())
+
     def history(self, member_id: str) -> list[AttributionPeriod]:
         with self._session() as s:
             return list(s.scalars(select(AttributionPeriod).where(AttributionPeriod.member_id == member_id)

@@ -47,7 +47,7 @@ TABLE_FEEDS = (Feed(topics.ATTRIBUTION_CHANGES, AttributionChange, record_attrib
                Feed(topics.PROVIDERS, Provider, lambda s, rows: s.directory.apply_many(rows), keyed=True),
                Feed(topics.COHORTS, CohortMembership, lambda s, rows: s.cohorts.record_many(rows)),
                Feed(topics.GAP_ALERTS, Alert, route))
-# ADT alerts, latency-sensitive: a consumer of their own, so no bulk batch is written ahead of them.
+# ADT alerts, latency-sensitive: a consumer of their own, so they do not queue behind bulk batches.
 ALERT_FEEDS = (Feed(topics.ALERTS, Alert, route),)
 
 

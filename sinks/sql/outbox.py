@@ -254,11 +254,19 @@ class Outbox:
                exclude: str | None = None) -> int:
         """An event about delivery itself (delivery.exhausted, endpoint.disabled) to the organization's
         subscriptions that want it, other than the one it is about."""
-        subs = s.scalars(select(Subscription).where(Subscription.organization_id == organization_id,
-                                                    Subscription.id != (exclude or ""),
-                                                    Subscription.status != "deleted")).all()
-        return len(self._queue(s, [sub for sub in subs if wants(sub.event_types, event_type)], key, event_type,
-                               _notice(event_type, int(time.time() * 1000), data), numbered=True))
+        subs = [sub for sub in self._wanting(s, {organization_id}, event_type).get(organization_id, [])
+                if sub.id != exclude]
+        return len(self._queue(s, subs, key, event_type, _notice(event_type, int(time.time() * 1000), data),
+                               numbered=True))
+
+    def _wanting(self, s: Session, organizations: set[str], event_type: str) -> dict[str, list[Subscription]]:
+        """The organizations' subscriptions that want ``event_type``, by organization, in id order."""
+        wanting: dict[str, list[Subscription]] = {}
+        for sub in s.scalars(select(Subscription).where(Subscription.organization_id.in_(organizations),
+                                                        Subscription.status != "deleted").order_by(Subscription.id)):
+            if wants(sub.event_types, event_type):
+                wanting.setdefault(sub.organization_id, []).append(sub)
+        return wanting
 
     def notify_attribution(self, changes: list[AttributionChange]) -> int:
         """``attribution.changed`` to the organization a member is now attributed to (also when only the
@@ -268,12 +276,7 @@ class Outbox:
             return 0
         queued = 0
         with self._session.begin() as s:
-            wanting: dict[str, list[Subscription]] = {}
-            subs = s.scalars(select(Subscription).where(Subscription.organization_id.in_(orgs),
-                                                        Subscription.status != "deleted").order_by(Subscription.id))
-            for sub in subs:
-                if wants(sub.event_types, ATTRIBUTION_CHANGED):
-                    wanting.setdefault(sub.organization_id, []).append(sub)
+            wanting = self._wanting(s, orgs, ATTRIBUTION_CHANGED)
             if not wanting:
                 return 0
             for c in changes:
