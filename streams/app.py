@@ -16,9 +16,8 @@ import mode
 from sinks.process import SinkProcess
 from sinks.sql.gauges import StoreGauges
 from sinks.sql.store import open_store
-from streams import topics, web
+from streams import api, topics, web
 from streams.adt import agents as adt_agents
-from streams.api import subscriptions as subscriptions_api
 from streams.attribution.processor import AttributionProcesses
 from streams.config import Settings
 from streams.kafka.lag import Group, LagProbe
@@ -80,7 +79,7 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it
     adt_agents.register(pipeline)
     web.register(pipeline)
-    subscriptions_api.register(pipeline)
+    api.register(pipeline)
     groups = [Group(settings.app_id, tuple(sorted(pipeline.consumed))), *sinks.consumer_groups,
               attribution.consumer_group]
     lag = LagProbe(bootstrap, groups, settings.topic_partitions)

@@ -214,6 +214,36 @@ def load_rif(directory: Path) -> None:
 
 
 @main.group()
+def roster() -> None:
+    """A plan's member-to-organization assignments, applied as accepted attribution decisions."""
+
+
+@roster.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--by", "actor", required=True, help="Who at the plan assigns these members, for the audit log.")
+@click.option("--reason", default=None, help="Recorded on each assignment (default: the file's name).")
+@click.option("--effective-from", default=None, help="ISO date (default: today).")
+@click.option("--expires-on", default=None, help="ISO date; none means until revoked.")
+def roster_load(file: Path, actor: str, reason: str | None, effective_from: str | None,
+                expires_on: str | None) -> None:
+    """Assign members to organizations from a CSV with member_id,organization_id[,npi] columns.
+
+    Each row is recorded as a dispute the plan raised and accepted, so it overrides the computed
+    attribution, shows in the member's explanation and audit trail, and can be revoked."""
+    from sinks.sql.store import open_store
+    from streams.models import RosterEntry
+    from streams.sources.csvfile import read
+
+    try:
+        entries, problems = read(file, RosterEntry)
+        overrides = open_store(_settings()).attribution.assign(
+            entries, f"cli:{actor}", reason or f"plan roster {file.name}", effective_from, expires_on)
+    except ValueError as exc:  # a bad header or date; DisputeError is one too
+        raise Failure(str(exc)) from exc
+    _publish(overrides, problems)
+
+
+@main.group()
 def organizations() -> None:
     """Organizations, their API tokens and roles (operator commands; organizations use the HTTP API)."""
 

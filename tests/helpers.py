@@ -117,6 +117,16 @@ def organization_token(env: dict[str, str], organization_id: str) -> str:
     return result.stdout.strip()
 
 
+def plan_token(env: dict[str, str], organization_id: str = "PLAN-CARE-MGMT") -> str:
+    """An API token with the plan-level role (reviewers, care management), granted as an operator does."""
+    token = organization_token(env, organization_id)
+    granted = subprocess.run([sys.executable, "-m", "streams.cli", "organizations", "plan-level", organization_id,
+                              "--grant", "--by", "tests", "--reason", "plan reviewer in tests"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert granted.returncode == 0, granted.stderr
+    return token
+
+
 def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return r.read().decode()

@@ -14,7 +14,7 @@ from streams.models import DeadLetter
 from streams.serialization.codec import AvroCodec
 from streams.sources.publish import publish
 from tests.claims_factory import fill, visit
-from tests.helpers import call, health, metrics_text, organization_token, read_topic, start_worker, wait_for
+from tests.helpers import call, health, metrics_text, organization_token, plan_token, read_topic, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 RIF = Path(__file__).parent / "fixtures" / "rif"
@@ -29,16 +29,17 @@ def worker(broker, tmp_path_factory):
                             capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     w.loaded = json.loads(loaded.stdout.strip().splitlines()[-1])
+    w.plan = plan_token(w.env)
     wait_for(lambda: (health(w.web_port) or {}).get("attributed") == 2, 60, message="two RIF members attributed")
     # SQL is written by the batching sink, a moment after routing knows.
-    wait_for(lambda: call(w.web_port, f"/attribution/{MEMBER}")[1].get("current"), 30,
+    wait_for(lambda: call(w.web_port, f"/attribution/{MEMBER}", token=w.plan)[1].get("current"), 30,
              message="attribution stored in SQL")
     yield w
     w.stop()
 
 
 def current(worker, member=MEMBER):
-    return call(worker.web_port, f"/attribution/{member}")[1]["current"]
+    return call(worker.web_port, f"/attribution/{member}", token=worker.plan)[1]["current"]
 
 
 def test_the_rif_corpus_loads_every_row(worker):
@@ -47,7 +48,7 @@ def test_the_rif_corpus_loads_every_row(worker):
 
 
 def test_attribution_is_explained(worker):
-    status, body = call(worker.web_port, f"/attribution/{MEMBER}")
+    status, body = call(worker.web_port, f"/attribution/{MEMBER}", token=worker.plan)
     assert status == 200
     now = body["current"]
     assert (now["organization_id"], now["npi"], now["rule"], now["method_id"]) == (
@@ -61,10 +62,19 @@ def test_attribution_is_explained(worker):
     assert body["live"]["npi"] == NPI
     assert (live_top["npi"], live_top["visits"], live_top["rank"], live_top["last_visit"]) == (NPI, 2, 1, "2020-06-27")
     # Never attributed (no coded primary care service), yet explained: what was looked at and why nobody.
-    status, nobody = call(worker.web_port, "/attribution/-1000018")
+    status, nobody = call(worker.web_port, "/attribution/-1000018", token=worker.plan)
     assert status == 200 and nobody["current"] is None
     assert nobody["live"]["rule"] == "no_candidate" and "no eligible provider" in nobody["live"]["steps"][0]
-    assert call(worker.web_port, "/attribution/NO-SUCH-MEMBER")[0] == 404
+    assert call(worker.web_port, "/attribution/NO-SUCH-MEMBER", token=worker.plan)[0] == 404
+
+
+def test_an_organization_reads_only_its_own_members(worker):
+    port = worker.web_port
+    assert call(port, f"/attribution/{MEMBER}")[0] == 401
+    assert call(port, f"/attribution/{MEMBER}", token=organization_token(worker.env, ORG))[0] == 200
+    other = organization_token(worker.env, "ORG-OTHER")
+    for path in (f"/attribution/{MEMBER}", f"/gaps/{MEMBER}", f"/gaps/{MEMBER}/report", f"/providers/{NPI}/scorecard"):
+        assert call(port, path, token=other)[0] == 404, path
 
 
 def test_bad_input_is_dead_lettered_or_held(worker, broker):
@@ -91,40 +101,72 @@ def test_bad_input_is_dead_lettered_or_held(worker, broker):
 
 
 def test_a_dispute_overrides_until_revoked_and_every_step_is_audited(worker):
-    port = worker.web_port
-    status, dispute = call(port, "/disputes", {"member_id": MEMBER, "organization_id": ORG, "kind": "remove",
-                                               "reason": "patient moved out of state", "submitted_by": "care-mgr@org"})
+    port, org, plan = worker.web_port, organization_token(worker.env, ORG), worker.plan
+    other = organization_token(worker.env, "ORG-OTHER")
+    request = {"member_id": MEMBER, "organization_id": ORG, "kind": "remove", "reason": "patient moved out of state",
+               "submitted_by": "care-mgr@org"}
+    assert call(port, "/disputes", request)[0] == 401
+    assert call(port, "/disputes", request, token=other)[0] == 403  # not in another organization's name
+    status, dispute = call(port, "/disputes", request, token=org)
     assert status == 201 and dispute["status"] == "pending"
-    assert call(port, "/disputes", {"member_id": MEMBER})[0] == 400  # missing fields are refused
-    status, decided = call(port, f"/disputes/{dispute['id']}/decision",
-                           {"decision": "accept", "reviewer": "reviewer@plan", "reason": "address change confirmed",
-                            "effective_from": "2021-01-01"})
+    assert call(port, "/disputes", {"member_id": MEMBER}, token=org)[0] == 400  # missing fields are refused
+    assert call(port, "/disputes", token=other)[1] == []  # an organization lists its own disputes only
+    assert [d["id"] for d in call(port, f"/disputes?member_id={MEMBER}", token=org)[1]] == [dispute["id"]]
+    decision = {"decision": "accept", "reviewer": "reviewer@plan", "reason": "address change confirmed",
+                "effective_from": "2021-01-01"}
+    assert call(port, f"/disputes/{dispute['id']}/decision", decision, token=org)[0] == 403  # reviewers only
+    status, decided = call(port, f"/disputes/{dispute['id']}/decision", decision, token=plan)
     assert status == 200 and decided["status"] == "accepted"
     wait_for(lambda: current(worker)["organization_id"] is None, 30, message="the removal to take effect")
     assert call(port, f"/disputes/{dispute['id']}/decision",
-                {"decision": "accept", "reviewer": "r", "reason": "again"})[0] == 400  # decided once only
-    history = call(port, f"/attribution/{MEMBER}")[1]["history"]
+                {"decision": "accept", "reviewer": "r", "reason": "again"}, token=plan)[0] == 400  # decided once only
+    history = call(port, f"/attribution/{MEMBER}", token=plan)[1]["history"]
     assert [h["organization_id"] for h in history] == [ORG] and history[0]["end_date"] is not None
 
     status, _ = call(port, f"/disputes/{dispute['id']}/revoke",
-                     {"actor": "reviewer@plan", "reason": "entered in error"})
+                     {"actor": "reviewer@plan", "reason": "entered in error"}, token=plan)
     assert status == 200
     wait_for(lambda: current(worker)["organization_id"] == ORG, 30, message="the revocation to restore attribution")
-    audit = call(port, f"/disputes/{dispute['id']}/audit")[1]
+    assert call(port, f"/disputes/{dispute['id']}/audit", token=other)[0] == 404
+    audit = call(port, f"/disputes/{dispute['id']}/audit", token=org)[1]
+    reviewer = "reviewer@plan (organization:PLAN-CARE-MGMT)"
     assert [(a["action"], a["actor"]) for a in audit] == [
-        ("submitted", "care-mgr@org"), ("accepted", "reviewer@plan"), ("revoked", "reviewer@plan")]
+        ("submitted", f"care-mgr@org (organization:{ORG})"), ("accepted", reviewer), ("revoked", reviewer)]
 
 
 def test_an_accepted_add_dispute_attributes_a_member_nobody_had(worker):
-    port = worker.web_port
+    port, plan = worker.web_port, worker.plan
     _, dispute = call(port, "/disputes", {"member_id": "-1000018", "organization_id": "ORG-NEW", "kind": "add",
-                                          "reason": "seen at our clinic, claims pending", "submitted_by": "org-new"})
+                                          "reason": "seen at our clinic, claims pending", "submitted_by": "org-new"},
+                      token=organization_token(worker.env, "ORG-NEW"))
     call(port, f"/disputes/{dispute['id']}/decision",
          {"decision": "accept", "reviewer": "reviewer@plan", "reason": "visit notes provided",
-          "effective_from": "2021-01-01"})
-    wait_for(lambda: call(port, "/attribution/-1000018")[1]["current"], 30, message="the added member")
+          "effective_from": "2021-01-01"}, token=plan)
+    wait_for(lambda: call(port, "/attribution/-1000018", token=plan)[1]["current"], 30, message="the added member")
     now = current(worker, "-1000018")
     assert (now["organization_id"], now["rule"]) == ("ORG-NEW", "dispute_add")
+
+
+def test_a_plan_roster_assigns_members_audited_and_reports_bad_rows(worker, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("member_id,organization_id,npi\n-1000014,ORG-ROSTER,\n-1000099,,\n")
+    loaded = subprocess.run([sys.executable, "-m", "streams.cli", "roster", "load", str(roster),
+                             "--by", "enrollment@plan", "--effective-from", "2021-01-01"],
+                            env=worker.env, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == {"published": 1, "problems": 1}
+    assert "roster.csv:3: bad_row: empty organization_id" in loaded.stderr
+    wait_for(lambda: current(worker, "-1000014")["organization_id"] == "ORG-ROSTER", 30, message="the roster applied")
+    assert current(worker, "-1000014")["rule"] == "dispute_add"
+    [assignment] = call(worker.web_port, "/disputes?member_id=-1000014", token=worker.plan)[1]
+    assert (assignment["status"], assignment["reason"]) == ("accepted", "plan roster roster.csv")
+    audit = call(worker.web_port, f"/disputes/{assignment['id']}/audit", token=worker.plan)[1]
+    assert [(a["action"], a["actor"]) for a in audit] == [("submitted", "cli:enrollment@plan"),
+                                                          ("accepted", "cli:enrollment@plan")]
+    refused = subprocess.run([sys.executable, "-m", "streams.cli", "roster", "load", str(roster), "--by", "x",
+                              "--effective-from", "2021-13-01"], env=worker.env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode != 0 and "'2021-13-01' is not an ISO date" in refused.stderr
 
 
 def test_attribution_list_as_fhir_group_and_csv_with_changes(worker):

@@ -72,16 +72,18 @@ def stack(broker, tmp_path_factory):
                             env={**worker.env, "GAPSTREAM_MLLP_METRICS_PORT": str(free_port())},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     wait_listening(mllp_port)
+    token = organization_token(worker.env, ORG)  # the organization reads its own members, as a provider would
     # Routing needs the member attributed to the organization before the visit.
-    wait_for(lambda: _attributed(worker), 60, message="member attributed")
-    yield {"worker": worker, "receiver": receiver, "mllp_port": mllp_port, "bootstrap": broker.bootstrap}
+    wait_for(lambda: _attributed(worker, token), 60, message="member attributed")
+    yield {"worker": worker, "receiver": receiver, "mllp_port": mllp_port, "bootstrap": broker.bootstrap,
+           "token": token}
     mllp.terminate()
     worker.stop()
     mllp.wait(10)
 
 
-def _attributed(worker):
-    return (call(worker.web_port, f"/attribution/{PATIENT.member_id}")[1].get("current") or {}).get(
+def _attributed(worker, token):
+    return (call(worker.web_port, f"/attribution/{PATIENT.member_id}", token=token)[1].get("current") or {}).get(
         "organization_id") == ORG
 
 
@@ -145,7 +147,7 @@ def test_the_next_ed_alert_carries_the_members_open_gaps(stack):
 
 
 def _gaps(stack, status):
-    return call(stack["worker"].web_port, f"/gaps/{PATIENT.member_id}?status={status}")
+    return call(stack["worker"].web_port, f"/gaps/{PATIENT.member_id}?status={status}", token=stack["token"])
 
 
 def test_the_catalog_lists_each_measure_once_for_an_organization_with_several_programs(stack):
@@ -175,7 +177,7 @@ def test_a_screening_gap_opened_with_the_coverage_reaches_the_attributed_organiz
 
 def test_reports_list_the_gaps_of_the_organizations_members(stack):
     # After the screening test: the COL-E gap of SCREENED is open and in SQL.
-    port, token = stack["worker"].web_port, organization_token(stack["worker"].env, ORG)
+    port, token = stack["worker"].web_port, stack["token"]
 
     def listed():
         gaps = call(port, f"/organizations/{ORG}/worklist", token=token)[1]["gaps"]
@@ -185,13 +187,13 @@ def test_reports_list_the_gaps_of_the_organizations_members(stack):
     assert entry["npi"] == PCP and entry["due"] == f"{TODAY.year}-12-31"
     assert call(port, "/organizations/ORG-NOBODY/worklist", token=token)[0] == 404  # not this token's
 
-    status, bundle = call(port, f"/gaps/{SCREENED}/report")
+    status, bundle = call(port, f"/gaps/{SCREENED}/report", token=token)
     Bundle.model_validate(bundle)
     assert status == 200 and bundle["entry"][0]["resource"]["section"]
 
-    card = wait_for(lambda: (c := call(port, f"/providers/{PCP}/scorecard")[1])["name"] and c, 60,
+    card = wait_for(lambda: (c := call(port, f"/providers/{PCP}/scorecard", token=token)[1]).get("name") and c, 60,
                     message="the directory in SQL")
     col = next(m for m in card["measures"] if m["measure_id"] == "COL-E")
     assert (card["name"], card["peer_group"], card["year"]) == ("Dr. Gaps", "PRIMARY_CARE_PHYSICIAN", TODAY.year)
     assert col["counted"] >= 1 and card["attribution_methods"] and "POST /disputes" in card["dispute_route"]
-    assert call(port, f"/providers/{PCP}/scorecard?year=last")[0] == 400
+    assert call(port, f"/providers/{PCP}/scorecard?year=last", token=token)[0] == 400

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 COMMANDS = [[], ["broker"], ["worker"], ["mllp"], ["load"], ["load", "eligibility"], ["load", "providers"],
-            ["load", "rif"], ["subscriptions"],
+            ["load", "rif"], ["roster"], ["roster", "load"], ["subscriptions"],
             ["subscriptions", "add"], ["organizations"], ["organizations", "add"], ["organizations", "token"],
             ["organizations", "plan-level"], ["receiver"], ["generate"], ["demo"]]
 

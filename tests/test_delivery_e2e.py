@@ -55,7 +55,8 @@ def test_the_openapi_document_is_valid_and_lists_every_route(stack):
     validate(doc)
     sub = "/subscriptions/{subscription_id}"
     for path in ("/subscriptions", f"{sub}/$status", f"{sub}/$events", f"{sub}/messages/{{webhook_id}}/resend",
-                 "/members/{member_id}/disclosures", "/organizations/{organization_id}/attribution-list"):
+                 "/members/{member_id}/disclosures", "/organizations/{organization_id}/attribution-list",
+                 "/disputes/{dispute_id}/decision", "/attribution/{member_id}", "/gaps/{member_id}/report"):
         assert path in doc["paths"]
 
 

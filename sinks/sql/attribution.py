@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import AttributionCurrent, AttributionListVersion, AttributionPeriod, Dispute, DisputeEvent
 from sinks.webhooks.payloads import utc_iso
-from streams.models import AttributionChange, AttributionOverride
+from streams.models import AttributionChange, AttributionOverride, RosterEntry
 
 
 class DisputeError(ValueError):
@@ -151,6 +151,26 @@ class AttributionStore:
                 raise DisputeError("expires_on must be after effective_from")
             return dispute, _override(dispute, reason)
 
+    def assign(self, entries: list[RosterEntry], actor: str, reason: str, effective_from: str | None = None,
+               expires_on: str | None = None) -> list[AttributionOverride]:
+        """A plan's roster: each entry becomes an "add" decision the plan both submits and accepts, in one
+        transaction, audited and revocable like any dispute. Returns the overrides the worker must apply."""
+        if not reason.strip():
+            raise DisputeError("a roster needs a reason")
+        at = _now()
+        start, end = _date(effective_from) or at[:10], _date(expires_on)
+        if end and end <= start:
+            raise DisputeError("expires_on must be after effective_from")
+        disputes = [Dispute(id=f"dsp_{uuid.uuid4().hex[:16]}", member_id=e.member_id, organization_id=e.organization_id,
+                            kind="add", npi=e.npi, reason=reason, status="accepted", effective_from=start,
+                            expires_on=end, decided_at=at) for e in entries]
+        with self._session.begin() as s:
+            s.add_all(disputes)
+            s.flush()
+            s.add_all([DisputeEvent(dispute_id=d.id, action=action, actor=actor, at=at, reason=reason)
+                       for d in disputes for action in ("submitted", "accepted")])
+        return [_override(d, reason) for d in disputes]
+
     def revoke(self, dispute_id: str, actor: str, reason: str) -> AttributionOverride:
         with self._session.begin() as s:
             dispute = s.get(Dispute, dispute_id)
@@ -170,6 +190,10 @@ class AttributionStore:
             query = query.where(Dispute.organization_id == organization_id)
         with self._session() as s:
             return list(s.scalars(query))
+
+    def dispute(self, dispute_id: str) -> Dispute | None:
+        with self._session() as s:
+            return s.get(Dispute, dispute_id)
 
     def audit(self, dispute_id: str) -> list[DisputeEvent]:
         with self._session() as s:

@@ -46,6 +46,11 @@ class Text:
 Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
 
 
+def table_row(obj: Any) -> dict[str, Any]:
+    """A stored row as JSON: its columns by name."""
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
 @dataclass(frozen=True)
 class Route:
     method: str

@@ -30,8 +30,7 @@ NEW_SUBSCRIPTION = {"type": "object", "required": ["url"], "properties": SUBSCRI
 CHANGE_SUBSCRIPTION = {"type": "object", "properties": SUBSCRIPTION_FIELDS}
 
 
-def build_api(p: Pipeline) -> Api:
-    api = Api("gapstream", "1")
+def add_routes(api: Api, p: Pipeline) -> None:
     subs, outbox = p.store.subscriptions, p.store.outbox
 
     def run(fn, *args):
@@ -207,8 +206,6 @@ def build_api(p: Pipeline) -> Api:
         n = await run(subs.revoke_consent, call.params["member_id"], call.params["organization_id"], actor(call))
         return 200, {"revoked": n}
 
-    return api
-
 
 def _parse_time(value: Any) -> float:
     try:
@@ -216,7 +213,3 @@ def _parse_time(value: Any) -> float:
     except ValueError as exc:
         raise ApiError(400, "since must be an ISO 8601 time, such as 2026-11-22T08:00:00Z") from exc
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def register(p: Pipeline) -> None:
-    build_api(p).mount(p.app, p.store.subscriptions)

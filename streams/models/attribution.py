@@ -36,3 +36,12 @@ class AttributionOverride(Record):
     expires_on: str | None = None
     revoked: bool = False
     reason: str = ""
+
+
+@dataclass(slots=True)
+class RosterEntry:
+    """A row of a plan's roster: the organization (and optionally the provider) a member is assigned to.
+    Not a message: loading a roster turns each entry into an accepted dispute and its override."""
+    member_id: str
+    organization_id: str
+    npi: str | None = None

@@ -6,7 +6,16 @@ from collections.abc import Iterable
 
 from streams import topics
 from streams.kafka.producer import AsyncProducer
-from streams.models import Alert, EligibilitySpan, Encounter, MedicalClaim, PharmacyClaim, Provider, Record
+from streams.models import (
+    Alert,
+    AttributionOverride,
+    EligibilitySpan,
+    Encounter,
+    MedicalClaim,
+    PharmacyClaim,
+    Provider,
+    Record,
+)
 from streams.serialization.codec import codec_for
 
 # Topic and key of each message type: member-keyed topics are co-partitioned with member state.
@@ -15,6 +24,7 @@ ROUTES: dict[type, tuple[str, str]] = {
     PharmacyClaim: (topics.CLAIMS_PHARMACY, "member_id"),
     EligibilitySpan: (topics.ELIGIBILITY, "member_id"),
     Provider: (topics.PROVIDERS, "npi"),
+    AttributionOverride: (topics.ATTRIBUTION_OVERRIDES, "member_id"),
     Encounter: (topics.ENCOUNTERS, "member_id"),  # normally from the ADT agents; benchmarks replay them
     Alert: (topics.ALERTS, "member_id"),  # likewise
 }
