@@ -189,9 +189,10 @@ async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path
     gone_id, moved_id = subscribe(store, gone), subscribe(store, moved)
     store.outbox.save_alerts([make_alert("a1")])
     store.outbox.save_alerts([make_alert("a2")])  # the same member's: sent after the first
-    await run_until(store, lambda: len(moved.requests) >= 3, wait_s=10)
+    store.outbox.save_alerts([make_alert("a3", member="M2")])  # another member's: claimed while a1 is sent
+    await run_until(store, lambda: len(moved.requests) >= 3, wait_s=10, endpoint_concurrency=1)
     assert len(gone.requests) == 1 and store.outbox.status(gone_id)["status"] == "disabled"
-    assert store.outbox.status(gone_id)["pending"] == 2  # kept for when the organization enables it again
+    assert store.outbox.status(gone_id)["pending"] == 3  # kept for when the organization enables it again
     outcomes = {a.outcome for d in store.deliveries() if d.subscription_id == moved_id
                 for a in store.outbox.attempts(d.webhook_id)}
     assert outcomes == {"http_3xx"}  # a failure, retried; the Location was never requested
