@@ -57,6 +57,9 @@ class Settings:
     webhook_disable_after_s: float = 5 * 24 * 3600.0
     # Hosts that may receive webhooks over http and on private or loopback addresses.
     webhook_allowed_hosts: tuple[str, ...] = ()
+    # Fernet keys sealing the signing secrets in the database (sinks/sql/sealing.py); none means a
+    # key file under data_dir.
+    secret_keys: tuple[str, ...] = ()
     log_level: str = "info"
     # wall (today), event (latest date in the data) or a pinned ISO date: see streams/attribution/clock.py
     attribution_clock: str = "wall"
@@ -99,6 +102,7 @@ def load() -> Settings:
         webhook_endpoint_concurrency=max(1, _int("GAPSTREAM_WEBHOOK_ENDPOINT_CONCURRENCY", 4)),
         webhook_disable_after_s=_float("GAPSTREAM_WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600.0),
         webhook_allowed_hosts=_list("GAPSTREAM_WEBHOOK_ALLOWED_HOSTS"),
+        secret_keys=_list("GAPSTREAM_SECRET_KEYS"),
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from sinks.sql.models import Base
+from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.webhooks.egress import Egress
 from streams.kafka.broker import start_embedded
@@ -32,10 +33,10 @@ def store(request, tmp_path):
     """A migrated store on SQLite and on PostgreSQL, with loopback allow-listed for webhooks."""
     egress = Egress(["127.0.0.1"])
     if request.param == "sqlite":
-        yield Store(f"sqlite:///{tmp_path / 'g.db'}", egress=egress)
+        yield Store(f"sqlite:///{tmp_path / 'g.db'}", Sealer.generate(), egress=egress)
         return
     server = request.getfixturevalue("pg_server")
-    s = Store(server.url, egress=egress)
+    s = Store(server.url, Sealer.generate(), egress=egress)
     yield s
     Base.metadata.drop_all(s.engine)
     with s.engine.begin() as c:

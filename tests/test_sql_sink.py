@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, SqlBatchSink
 from sinks.sql.models import Subscription
+from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
 from sinks.webhooks.egress import Egress
@@ -19,7 +20,7 @@ from tests.helpers import read_topic, wait_for
 
 
 def test_a_provider_tombstone_deletes_it_and_later_changes_are_still_stored(broker, tmp_path):
-    store, codec = Store(f"sqlite:///{tmp_path / 'g.db'}"), codec_for(None)
+    store, codec = Store(f"sqlite:///{tmp_path / 'g.db'}", Sealer.generate()), codec_for(None)
     sink = SqlBatchSink(broker.bootstrap, "sink-test", TABLE_FEEDS, store, codec, partitions=1)
     sink.start()
     try:
@@ -40,7 +41,8 @@ def test_a_provider_tombstone_deletes_it_and_later_changes_are_still_stored(brok
 
 
 def test_an_alert_that_cannot_be_stored_is_dead_lettered_and_the_next_ones_are_stored(broker, tmp_path):
-    store, codec = Store(f"sqlite:///{tmp_path / 'g.db'}", egress=Egress(["127.0.0.1"])), codec_for(None)
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", Sealer.generate(), egress=Egress(["127.0.0.1"]))
+    codec = codec_for(None)
     for org in ("ORG-A", "ORG-B"):
         store.subscriptions.add_organization(org, org, "test")
         store.subscriptions.create(org, Spec(url="http://127.0.0.1:9/hook"), "test")

@@ -72,6 +72,7 @@ def test_subscriptions_and_deliveries_from_before_0005_are_carried_over(tmp_path
     from sqlalchemy import text
 
     from sinks.sql.migrate import upgrade
+    from sinks.sql.sealing import Sealer
     from sinks.sql.store import Store, make_engine
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -87,7 +88,11 @@ def test_subscriptions_and_deliveries_from_before_0005_are_carried_over(tmp_path
                        "received_at_ms, status, attempts, next_attempt_at) VALUES ('msg_1', 'a1', 'sub_old', "
                        "'adt.ed_visit', '{}', 5000, 'failed', 5, 0)"))
     engine.dispose()
-    store = Store(url)
+    sealer = Sealer.generate()
+    store = Store(url, sealer)
+    with engine.connect() as c:  # the secret stored in clear before is sealed by the upgrade
+        stored = c.execute(text("SELECT secret FROM subscriptions")).scalar_one()
+    assert stored.startswith("fernet:") and sealer.open(stored) == "whsec_x"
     [sub] = store.subscriptions.of("ORG1")
     assert (sub["status"], sub["event_types"]) == ("paused", ["adt.*"])
     [d] = store.deliveries()

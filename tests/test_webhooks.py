@@ -12,6 +12,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec, SubscriptionError
 from sinks.webhooks.dispatcher import Dispatcher
@@ -128,7 +129,7 @@ def make_alert(alert_id: str, member: str = "M1", **fields) -> Alert:
 
 
 def new_store(tmp_path, allowed=("127.0.0.1",)) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'g.db'}", egress=Egress(allowed))
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}", Sealer.generate(), egress=Egress(allowed))
     store.subscriptions.add_organization("ORG1", "One", "test")
     return store
 

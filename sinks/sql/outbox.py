@@ -29,6 +29,7 @@ from sinks.sql.models import (
     Subscription,
     WithheldDelivery,
 )
+from sinks.sql.sealing import Sealer
 from sinks.webhooks.disclosure import Part2Rule
 from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
@@ -115,10 +116,10 @@ def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str
         Delivery.webhook_id, Delivery.subscription_id, Delivery.member_id, Delivery.event_number,
     ).order_by(Delivery.next_attempt_at, Delivery.event_number)
 
-def _job(d: Any, sub: Any, now: float) -> DeliveryJob:
-    secrets = (sub.secret,)
+def _job(d: Any, sub: Any, now: float, sealer: Sealer) -> DeliveryJob:
+    secrets = (sealer.open(sub.secret),)
     if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
-        secrets += (sub.previous_secret,)
+        secrets += (sealer.open(sub.previous_secret),)
     return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
                        d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
@@ -132,9 +133,9 @@ class AttemptResult:
 
 
 class Outbox:
-    def __init__(self, session: sessionmaker[Session], insert: Callable, part2: Part2Rule,
+    def __init__(self, session: sessionmaker[Session], insert: Callable, part2: Part2Rule, sealer: Sealer,
                  disable_after_s: float = 5 * 24 * 3600.0):
-        self._session, self._insert, self._part2 = session, insert, part2
+        self._session, self._insert, self._part2, self._sealer = session, insert, part2, sealer
         self.disable_after_s = disable_after_s
 
     # -- queueing ---------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ class Outbox:
                 deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
-        return [_job(by_id[row.webhook_id], row, now) for row in taken if row.webhook_id in by_id]
+        return [_job(by_id[row.webhook_id], row, now, self._sealer) for row in taken if row.webhook_id in by_id]
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,

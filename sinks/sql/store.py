@@ -21,6 +21,7 @@ from sinks.sql.directory import DirectoryStore
 from sinks.sql.gaps import GapStore
 from sinks.sql.models import Delivery
 from sinks.sql.outbox import Outbox
+from sinks.sql.sealing import Sealer
 from sinks.sql.subscriptions import SubscriptionStore
 from sinks.webhooks.disclosure import part2_rule
 from sinks.webhooks.egress import Egress
@@ -49,19 +50,20 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, url: str, migrate: bool = True, egress: Egress | None = None,
+    def __init__(self, url: str, sealer: Sealer, migrate: bool = True, egress: Egress | None = None,
                  disable_after_s: float = 5 * 24 * 3600.0):
         self.engine = make_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.subscriptions = SubscriptionStore(self._session, egress or Egress(), sealer)
         if migrate:
             from sinks.sql.migrate import upgrade
             upgrade(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+            self.subscriptions.seal_secrets()
         self.attribution = AttributionStore(self._session)
         self.gaps = GapStore(self._session, self._insert())
         self.directory = DirectoryStore(self._session, self._insert())
         self.cohorts = CohortStore(self._session, self._insert())
-        self.outbox = Outbox(self._session, self._insert(), part2_rule(), disable_after_s)
-        self.subscriptions = SubscriptionStore(self._session, egress or Egress())
+        self.outbox = Outbox(self._session, self._insert(), part2_rule(), sealer, disable_after_s)
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
@@ -73,6 +75,8 @@ class Store:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store as the settings configure it (database, webhook allow-list, disabling period)."""
-    return Store(settings.sqlalchemy_url, egress=Egress(settings.webhook_allowed_hosts),
+    """The store as the settings configure it (database, keys, webhook allow-list, disabling period)."""
+    sealer = (Sealer(settings.secret_keys) if settings.secret_keys
+              else Sealer.from_key_file(settings.data_dir / "secret.key"))
+    return Store(settings.sqlalchemy_url, sealer, egress=Egress(settings.webhook_allowed_hosts),
                  disable_after_s=settings.webhook_disable_after_s)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import ApiToken, AuditEvent, Consent, Organization, Subscription
 from sinks.sql.outbox import wants
+from sinks.sql.sealing import Sealer
 from sinks.webhooks.egress import Egress, EgressRefused
 from sinks.webhooks.notification import supports as fhir_supports
 from sinks.webhooks.payloads import FORMATS
@@ -110,8 +111,21 @@ def describe(sub: Subscription) -> dict[str, Any]:
 
 
 class SubscriptionStore:
-    def __init__(self, session: sessionmaker[Session], egress: Egress):
-        self._session, self.egress = session, egress
+    def __init__(self, session: sessionmaker[Session], egress: Egress, sealer: Sealer):
+        self._session, self.egress, self._sealer = session, egress, sealer
+
+    def seal_secrets(self) -> None:
+        """Seal what earlier versions stored in clear, and check that the keys open what is sealed:
+        a wrong key should stop the worker at its start, not fail every delivery later."""
+        with self._session.begin() as s:
+            for sub in s.scalars(select(Subscription)):
+                for column in ("secret", "previous_secret"):
+                    value = getattr(sub, column)
+                    if value and not self._sealer.is_sealed(value):
+                        setattr(sub, column, self._sealer.seal(value))
+            sample = s.scalars(select(Subscription.secret).limit(1)).first()
+            if sample:
+                self._sealer.open(sample)
 
     @staticmethod
     def _audit(s: Session, actor: str, action: str, target: str, **detail: Any) -> None:
@@ -179,7 +193,8 @@ class SubscriptionStore:
         endpoint = spec.check(self.egress, org)
         secret = secret or new_secret()
         sub = Subscription(id=f"sub_{uuid.uuid4().hex[:16]}", organization_id=organization_id, url=spec.url,
-                           endpoint=endpoint, secret=secret, status="active", event_types=",".join(spec.event_types),
+                           endpoint=endpoint, secret=self._sealer.seal(secret), status="active",
+                           event_types=",".join(spec.event_types),
                            filters=json.dumps(spec.filters, sort_keys=True), payload_format=spec.payload_format,
                            scope=spec.scope, heartbeat_period_s=spec.heartbeat_period_s, events_since_start=0,
                            last_sent_at=time.time(), created_at=time.time())
@@ -239,7 +254,8 @@ class SubscriptionStore:
         secret, expires = new_secret(), time.time() + overlap_s
         with self._session.begin() as s:
             sub = self._own(s, organization_id, subscription_id)
-            sub.previous_secret, sub.previous_secret_expires_at, sub.secret = sub.secret, expires, secret
+            sub.previous_secret, sub.previous_secret_expires_at = sub.secret, expires
+            sub.secret = self._sealer.seal(secret)
             self._audit(s, actor, "secret.rotated", sub.id, previous_valid_until=expires)
         return secret, expires
 

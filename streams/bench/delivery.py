@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
 from sinks.webhooks.dispatcher import Dispatcher
@@ -78,7 +79,7 @@ def _alert(i: int, org: str, now_ms: int) -> Alert:
 
 def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int], conn, backlog: int, rate: float,
                seconds: float, concurrency: int, timeout_s: float) -> dict:
-    store = Store(f"sqlite:///{data_dir / name / 'bench.db'}", egress=Egress(["127.0.0.1"]))
+    store = Store(f"sqlite:///{data_dir / name / 'bench.db'}", Sealer.generate(), egress=Egress(["127.0.0.1"]))
     orgs = []
     for e, (port, mode) in enumerate(zip(ports, modes, strict=True)):
         org = f"ORG{e:02d}-{mode}"
