@@ -22,7 +22,7 @@ from streams.sources.publish import publish
 from streams.tools.demo import wait_listening
 from streams.tools.generate import AdtFeed
 from tests.claims_factory import visit
-from tests.helpers import start_worker, wait_for
+from tests.helpers import call, plan_token, start_worker, wait_for
 from tests.test_caregaps_e2e import PATIENT, PCP, SCREENED, TODAY, fmc, subscribed_patient, webhooks
 
 pytestmark = pytest.mark.e2e
@@ -83,8 +83,9 @@ def traffic(broker, tmp_path_factory):
                             env={**worker.env, "GAPSTREAM_MLLP_METRICS_PORT": str(mllp_metrics_port)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     wait_listening(mllp_port)
-    wait_for(lambda: httpx.get(f"http://127.0.0.1:{worker.web_port}/attribution/{PATIENT.member_id}").json()
-             .get("current"), 60, message="member attributed")
+    plan = plan_token(worker.env)
+    wait_for(lambda: call(worker.web_port, f"/attribution/{PATIENT.member_id}", token=plan)[1].get("current"), 60,
+             message="member attributed")
 
     assert send(worker, mllp_port, data_dir, [ed_message("V-P1"), BROKEN]) == {"AA": 1, "AR": 1}
     wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap opened")

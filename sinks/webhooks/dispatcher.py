@@ -50,6 +50,8 @@ class Dispatcher:
         self._poll, self._heartbeat_check = poll_interval_s, heartbeat_check_s
         self._in_flight: Counter[str] = Counter()  # requests per endpoint
         self._ahead: dict[str, deque[DeliveryJob]] = {}  # claimed, waiting for a slot of their endpoint
+        # When this dispatcher disabled an endpoint (410): a claim begun before then may still hold its jobs.
+        self._disabled_at: dict[str, float] = {}
         self._members: set[tuple[str, str | None]] = set()  # (subscription, member) being sent
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -93,6 +95,7 @@ class Dispatcher:
             # the timeout itself: well within its lease.
             depth = 2 * self._slots
             free = {e: depth - n - len(self._ahead.get(e, ())) for e, n in self._in_flight.items()}
+            began = time.monotonic()
             try:
                 jobs = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, depth,
                                                frozenset(self._members))
@@ -100,6 +103,8 @@ class Dispatcher:
                 log.error("claiming deliveries failed: %s", where(exc))
                 jobs = []
             for job in jobs:
+                if began < self._disabled_at.get(job.endpoint, 0.0):
+                    continue  # stays leased; its subscription is disabled now, so it is not claimed again
                 self._members.add((job.subscription_id, job.member_id))
                 if self._in_flight[job.endpoint] < self._slots:
                     self._start(job)
@@ -118,7 +123,7 @@ class Dispatcher:
 
     def _drop_ahead(self, endpoint: str) -> None:
         """Forget what was claimed ahead for an endpoint that is gone: those deliveries stay pending
-        and leased, and a disabled subscription is never claimed from again."""
+        and leased, and a disabled subscription is not claimed from again."""
         for job in self._ahead.pop(endpoint, ()):
             self._members.discard((job.subscription_id, job.member_id))
 
@@ -139,8 +144,9 @@ class Dispatcher:
                 EVENT_TO_WEBHOOK.labels(event_type=job.event_type).observe(max(0.0, now - job.received_at_ms / 1000))
             attempt = AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now)
             if decision.outcome == "gone":  # disabled before the slot frees: nothing more goes to a gone endpoint
-                self._drop_ahead(job.endpoint)
                 await self._write([attempt])
+                self._disabled_at[job.endpoint] = time.monotonic()
+                self._drop_ahead(job.endpoint)
             else:
                 self._results.put_nowait(attempt)
         finally:
