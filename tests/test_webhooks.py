@@ -199,6 +199,23 @@ async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path
     assert outcomes == {"http_3xx"}  # a failure, retried; the Location was never requested
 
 
+async def test_a_410_disables_its_own_subscription_not_the_others_on_the_endpoint(tmp_path):
+    shared = Receiver(script=[410]).start()  # the first request of either subscription is refused
+    store = new_store(tmp_path)
+    first, second = (subscribe(store, shared, event_types=("adt.*",)) for _ in range(2))  # alerts only
+    store.outbox.save_alerts([make_alert(f"a{i}", member=f"M{i}") for i in range(3)])
+
+    def statuses():
+        return {sid: store.outbox.status(sid) for sid in (first, second)}
+
+    # Within less than a lease: the other subscription's deliveries are not held back by the 410.
+    await run_until(store, lambda: sorted(s["delivered"] for s in statuses().values()) == [0, 3], wait_s=5,
+                    endpoint_concurrency=1)
+    gone, kept = sorted(statuses().values(), key=lambda s: s["delivered"])
+    assert (gone["status"], kept["status"]) == ("disabled", "active")
+    assert len(shared.requests) == 4  # the refused one, then the other subscription's three
+
+
 async def test_exhausted_deliveries_are_kept_and_reported(tmp_path):
     down = Receiver(script=[500] * 10).start()
     ops = Receiver().start()

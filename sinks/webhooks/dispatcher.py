@@ -6,10 +6,6 @@ other: each has its own limit of requests in flight, and the outbox is asked onl
 of endpoints with a free slot, so a slow, hanging or dead endpoint fills its own slots and no one
 else's. A member's events go to a subscription one at a time, oldest first.
 
-Each endpoint also holds as many deliveries claimed ahead as it has slots: a freed slot starts the
-next request at once, instead of after a round trip to the database (which, with one busy endpoint,
-made the claims and not the endpoint set the pace).
-
 Requests go out through aiohttp: it costs a fifth of httpx's CPU per request (README, "Webhook
 delivery"), and the dispatcher is CPU-bound.
 
@@ -24,7 +20,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import Counter, deque
+from collections import Counter
 
 import aiohttp
 
@@ -49,9 +45,6 @@ class Dispatcher:
         self._slots = endpoint_concurrency
         self._poll, self._heartbeat_check = poll_interval_s, heartbeat_check_s
         self._in_flight: Counter[str] = Counter()  # requests per endpoint
-        self._ahead: dict[str, deque[DeliveryJob]] = {}  # claimed, waiting for a slot of their endpoint
-        # When this dispatcher disabled an endpoint (410): a claim begun before then may still hold its jobs.
-        self._disabled_at: dict[str, float] = {}
         self._members: set[tuple[str, str | None]] = set()  # (subscription, member) being sent
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -91,41 +84,23 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while True:
             self._wake.clear()
-            # A job claimed ahead waits for at most one request (the timeout), then takes at most
-            # the timeout itself: well within its lease.
-            depth = 2 * self._slots
-            free = {e: depth - n - len(self._ahead.get(e, ())) for e, n in self._in_flight.items()}
-            began = time.monotonic()
+            free = {e: self._slots - n for e, n in self._in_flight.items()}
             try:
-                jobs = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, depth,
+                jobs = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, self._slots,
                                                frozenset(self._members))
             except Exception as exc:  # the database may be briefly unavailable; try again at the next poll
                 log.error("claiming deliveries failed: %s", where(exc))
                 jobs = []
             for job in jobs:
-                if began < self._disabled_at.get(job.endpoint, 0.0):
-                    continue  # stays leased; its subscription is disabled now, so it is not claimed again
+                self._in_flight[job.endpoint] += 1
                 self._members.add((job.subscription_id, job.member_id))
-                if self._in_flight[job.endpoint] < self._slots:
-                    self._start(job)
-                else:
-                    self._ahead.setdefault(job.endpoint, deque()).append(job)
+                task = asyncio.create_task(self._deliver(self._client(job.endpoint), job))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             # Everything claimable now was claimed: the next claim waits for a freed slot or new work
             # (both wake the loop) or for retries falling due (the poll).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
-
-    def _start(self, job: DeliveryJob) -> None:
-        self._in_flight[job.endpoint] += 1
-        task = asyncio.create_task(self._deliver(self._client(job.endpoint), job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _drop_ahead(self, endpoint: str) -> None:
-        """Forget what was claimed ahead for an endpoint that is gone: those deliveries stay pending
-        and leased, and a disabled subscription is not claimed from again."""
-        for job in self._ahead.pop(endpoint, ()):
-            self._members.discard((job.subscription_id, job.member_id))
 
     async def _deliver(self, client: aiohttp.ClientSession, job: DeliveryJob) -> None:
         started = time.monotonic()
@@ -145,21 +120,14 @@ class Dispatcher:
             attempt = AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now)
             if decision.outcome == "gone":  # disabled before the slot frees: nothing more goes to a gone endpoint
                 await self._write([attempt])
-                self._disabled_at[job.endpoint] = time.monotonic()
-                self._drop_ahead(job.endpoint)
             else:
                 self._results.put_nowait(attempt)
         finally:
             self._in_flight[job.endpoint] -= 1
-            self._members.discard((job.subscription_id, job.member_id))
-            ahead = self._ahead.get(job.endpoint)
-            if ahead:
-                self._start(ahead.popleft())
-                if not ahead:
-                    del self._ahead[job.endpoint]
-            elif self._in_flight[job.endpoint] <= 0:
+            if self._in_flight[job.endpoint] <= 0:
                 del self._in_flight[job.endpoint]
-            self._wake.set()  # a slot is free, or one more can be claimed ahead
+            self._members.discard((job.subscription_id, job.member_id))
+            self._wake.set()  # a slot is free
 
     async def _send(self, client: aiohttp.ClientSession, job: DeliveryJob) -> Result:
         try:
