@@ -1,6 +1,7 @@
 """Signing secrets are sealed in the database, opened only with the keys kept outside it."""
 import stat
 import time
+from dataclasses import replace
 
 import pytest
 from cryptography.fernet import Fernet
@@ -48,9 +49,12 @@ def test_after_a_rotation_both_secrets_are_sealed_and_both_sign(tmp_path):
 def test_a_key_is_rotated_by_putting_the_new_one_first(tmp_path):
     url, old, new = f"sqlite:///{tmp_path / 'g.db'}", Fernet.generate_key(), Fernet.generate_key()
     subscribed(url, Sealer([old]))
-    Store(url, Sealer([new, old]))  # opens what the old key sealed
     with pytest.raises(SealError, match="sealed with another key"):
         Store(url, Sealer([new]))  # refused at the start, not at every delivery later
+    Store(url, Sealer([new, old]))  # opens what the old key sealed, and seals it again under the new one
+    Store(url, Sealer([new]))  # so the old key can go
+    with pytest.raises(SealError, match="sealed with another key"):
+        Store(url, Sealer([old]))
 
 
 def test_the_embedded_key_file_is_the_owners_and_kept(tmp_path):
@@ -63,3 +67,15 @@ def test_the_embedded_key_file_is_the_owners_and_kept(tmp_path):
 def test_a_malformed_key_says_how_to_make_one():
     with pytest.raises(SealError, match="Fernet.generate_key"):
         Sealer(["not-a-key"])
+
+
+def test_a_secret_no_key_opens_holds_back_only_its_own_subscription(tmp_path):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    store, secret = subscribed(url, Sealer.generate())
+    store.subscriptions.add_organization("ORG2", "Two", "test")
+    stranger = Store(url, Sealer.generate(), migrate=False, egress=Egress(["127.0.0.1"]))  # another key adds one
+    stranger.subscriptions.create("ORG2", Spec(url="http://127.0.0.1:9/h2"), "test")
+    from tests.test_webhooks import make_alert
+    store.outbox.save_alerts([make_alert("a1"), replace(make_alert("a2", member="M2"), organization_id="ORG2")])
+    [job] = store.outbox.claim_due(time.time() + 1, 30, {}, 4)
+    assert (job.organization_id, job.secrets) == ("ORG1", (secret,))

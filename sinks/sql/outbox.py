@@ -29,7 +29,7 @@ from sinks.sql.models import (
     Subscription,
     WithheldDelivery,
 )
-from sinks.sql.sealing import Sealer
+from sinks.sql.sealing import Sealer, SealError
 from sinks.webhooks.disclosure import Part2Rule
 from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
@@ -365,7 +365,15 @@ class Outbox:
                 deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
-        return [_job(by_id[row.webhook_id], row, now, self._sealer) for row in taken if row.webhook_id in by_id]
+        jobs = []
+        for row in taken:
+            if row.webhook_id not in by_id:
+                continue
+            try:
+                jobs.append(_job(by_id[row.webhook_id], row, now, self._sealer))
+            except SealError as exc:  # one subscription's unreadable secret must not stop everyone's deliveries
+                log.error("cannot sign for subscription %s: %s", row.id, exc)
+        return jobs
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,

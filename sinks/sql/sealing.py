@@ -4,9 +4,9 @@ and an HMAC-SHA256 over it, from `cryptography`), under keys that live outside t
 copy of the database alone does not let anyone sign as gapstream.
 
 Keys come from ``GAPSTREAM_SECRET_KEYS`` (Fernet keys, comma-separated: the first seals, all of them
-open, so a key is rotated by putting the new one first and removing the old one once everything
-was sealed again). The embedded default keeps one in ``secret.key`` under the data directory,
-created on first use and readable by its owner only.
+open). A key is rotated by putting the new one first: the next start seals every secret again
+under it, and the old key can then be removed. The embedded default keeps one in ``secret.key``
+under the data directory, created on first use and readable by its owner only.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class Sealer:
         if not keys:
             raise SealError("no key to seal signing secrets with")
         try:
-            self._fernet = MultiFernet([Fernet(k) for k in keys])
+            self._first = Fernet(keys[0])
+            self._fernet = MultiFernet([self._first, *(Fernet(k) for k in keys[1:])])
         except ValueError as exc:
             raise SealError("a key in GAPSTREAM_SECRET_KEYS is not a Fernet key (32 url-safe base64 bytes; "
                             "make one with: python -c 'from cryptography.fernet import Fernet; "
@@ -63,6 +64,18 @@ class Sealer:
 
     def is_sealed(self, stored: str) -> bool:
         return stored.startswith(PREFIX)
+
+    def resealed(self, stored: str) -> str | None:
+        """The value sealed under the first key, or None when it already is. Opens it on the way, so
+        a value no key opens raises here."""
+        if not self.is_sealed(stored):
+            return self.seal(stored)
+        secret = self.open(stored)
+        try:
+            self._first.decrypt(stored.removeprefix(PREFIX).encode())
+            return None
+        except InvalidToken:
+            return self.seal(secret)
 
     def open(self, stored: str) -> str:
         opened = self._opened.get(stored)

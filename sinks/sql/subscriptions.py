@@ -115,17 +115,15 @@ class SubscriptionStore:
         self._session, self.egress, self._sealer = session, egress, sealer
 
     def seal_secrets(self) -> None:
-        """Seal what earlier versions stored in clear, and check that the keys open what is sealed:
-        a wrong key should stop the worker at its start, not fail every delivery later."""
+        """Seal every secret under the first key: what earlier versions stored in clear, and what an
+        older key sealed. Every secret is opened on the way, so a wrong key stops the worker at its
+        start instead of failing deliveries later. Rows already sealed under the first key are not
+        written, so a start does not overwrite a rotation made meanwhile by another process."""
         with self._session.begin() as s:
             for sub in s.scalars(select(Subscription)):
                 for column in ("secret", "previous_secret"):
-                    value = getattr(sub, column)
-                    if value and not self._sealer.is_sealed(value):
-                        setattr(sub, column, self._sealer.seal(value))
-            sample = s.scalars(select(Subscription.secret).limit(1)).first()
-            if sample:
-                self._sealer.open(sample)
+                    if (value := getattr(sub, column)) and (resealed := self._sealer.resealed(value)):
+                        setattr(sub, column, resealed)
 
     @staticmethod
     def _audit(s: Session, actor: str, action: str, target: str, **detail: Any) -> None:

@@ -7,13 +7,11 @@ overrides topic and applied by the attribution processor like any other message.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from sinks.sql.attribution import DisputeError
 from sinks.sql.models import Dispute, Organization
 from streams import topics
-from streams.api.routes import Api, ApiError, Call, table_row
+from streams.api.routes import Api, ApiError, Call, run, table_row
 from streams.pipeline import Pipeline
 
 _TEXT = {"type": "string"}
@@ -42,16 +40,10 @@ def add_routes(api: Api, p: Pipeline) -> None:
     store = p.store.attribution
     overrides = p.topic(topics.ATTRIBUTION_OVERRIDES)
 
-    async def carry_out(fn, *args):
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except DisputeError as exc:
-            raise ApiError(400, str(exc)) from exc
-
     async def visible(call: Call) -> Dispute:
         """The dispute in the path, when the caller raised it or reviews disputes (404 otherwise)."""
         org: Organization = call.organization  # type: ignore[assignment]
-        dispute = await asyncio.to_thread(store.dispute, call.params["dispute_id"])
+        dispute = await run(store.dispute, call.params["dispute_id"])
         if dispute is None or not (org.plan_level or dispute.organization_id == org.id):
             raise ApiError(404, f"no dispute {call.params['dispute_id']}")
         return dispute
@@ -61,7 +53,7 @@ def add_routes(api: Api, p: Pipeline) -> None:
     async def list_disputes(call: Call) -> tuple[int, Any]:
         org: Organization = call.organization  # type: ignore[assignment]
         wanted = call.query.get("organization_id") if org.plan_level else org.id
-        found = await asyncio.to_thread(store.disputes, call.query.get("member_id"), wanted)
+        found = await run(store.disputes, call.query.get("member_id"), wanted)
         return 200, [table_row(d) for d in found]
 
     @api.route("post", "/disputes", "Ask to add a member (kind=add, \"my patient\") or remove one (kind=remove); "
@@ -73,7 +65,7 @@ def add_routes(api: Api, p: Pipeline) -> None:
             call.body, "member_id", "organization_id", "kind", "reason", "submitted_by")
         if organization_id != org.id and not org.plan_level:
             raise ApiError(403, "an organization disputes for itself only")
-        dispute = await carry_out(store.submit, member_id, organization_id, kind, reason, _who(person, org),
+        dispute = await run(store.submit, member_id, organization_id, kind, reason, _who(person, org),
                                   call.body.get("npi"))
         return 201, table_row(dispute)
 
@@ -84,7 +76,7 @@ def add_routes(api: Api, p: Pipeline) -> None:
         decision, reviewer, reason = fields(call.body, "decision", "reviewer", "reason")
         if decision not in ("accept", "reject"):
             raise ApiError(400, "decision must be 'accept' or 'reject'")
-        dispute, override = await carry_out(
+        dispute, override = await run(
             store.decide, call.params["dispute_id"], decision == "accept", _who(reviewer, call.organization),
             reason, call.body.get("effective_from"), call.body.get("expires_on"))
         if override:
@@ -95,11 +87,11 @@ def add_routes(api: Api, p: Pipeline) -> None:
                "applies again", role="plan", request=REVOCATION)
     async def revoke_dispute(call: Call) -> tuple[int, Any]:
         person, reason = fields(call.body, "actor", "reason")
-        override = await carry_out(store.revoke, call.params["dispute_id"], _who(person, call.organization), reason)
+        override = await run(store.revoke, call.params["dispute_id"], _who(person, call.organization), reason)
         await overrides.send(key=override.member_id.encode(), value=p.codec.encode(override))
         return 200, {"revoked": call.params["dispute_id"]}
 
     @api.route("get", "/disputes/{dispute_id}/audit", "Every step of a dispute: who, when, why")
     async def dispute_audit(call: Call) -> tuple[int, Any]:
         dispute = await visible(call)
-        return 200, [table_row(e) for e in await asyncio.to_thread(store.audit, dispute.id)]
+        return 200, [table_row(e) for e in await run(store.audit, dispute.id)]

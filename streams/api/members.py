@@ -8,7 +8,6 @@ learn whether a member exists.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import time
@@ -16,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sinks.webhooks.payloads import utc_iso
-from streams.api.routes import Api, ApiError, Call, table_row
+from streams.api.routes import Api, ApiError, Call, run, table_row
 from streams.caregaps.catalog import catalog, consolidated
 from streams.caregaps.deqm import gaps_bundle
 from streams.caregaps.reports import DISPUTE_ROUTE, scorecard
@@ -26,15 +25,12 @@ from streams.pipeline import Pipeline
 def add_routes(api: Api, p: Pipeline) -> None:
     store = p.store
 
-    def run(fn, *args):
-        return asyncio.to_thread(fn, *args)
-
     async def member(call: Call) -> str:
         """The member in the path, when attributed to the caller now or the caller has the plan-level role."""
         member_id, org = call.params["member_id"], call.organization
         if not org.plan_level:  # type: ignore[union-attr]
-            current = await run(store.attribution.current, member_id)
-            if current is None or current.organization_id != org.id:  # type: ignore[union-attr]
+            organization = (await run(store.attribution.organizations_of, {member_id})).get(member_id)
+            if organization != org.id:  # type: ignore[union-attr]
                 raise ApiError(404, f"no member {member_id} attributed to this organization")
         return member_id
 

@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from sinks.sql.attribution import DisputeError
 from sinks.sql.models import Organization
 from sinks.sql.subscriptions import NotFound, SubscriptionError, SubscriptionStore
 
@@ -44,6 +45,11 @@ class Text:
 
 
 Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
+
+
+def run(fn: Callable, *args: Any) -> Awaitable[Any]:
+    """A store call, off the event loop (the stores are synchronous)."""
+    return asyncio.to_thread(fn, *args)
 
 
 def table_row(obj: Any) -> dict[str, Any]:
@@ -124,7 +130,7 @@ def _view_method(route: Route, subscriptions: SubscriptionStore) -> Callable:
             status, payload = exc.status, {"error": str(exc)}
         except NotFound as exc:
             status, payload = 404, {"error": str(exc)}
-        except SubscriptionError as exc:
+        except (SubscriptionError, DisputeError) as exc:
             status, payload = 400, {"error": str(exc)}
         if isinstance(payload, Text):
             return view.text(payload.content, content_type=payload.content_type, status=status)

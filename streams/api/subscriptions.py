@@ -4,14 +4,13 @@ request for an accounting of disclosures. The OpenAPI document is served at ``/o
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from typing import Any
 
 from sinks.sql.subscriptions import Spec
 from sinks.webhooks.payloads import FORMATS, utc_iso
-from streams.api.routes import Api, ApiError, Call, Text
+from streams.api.routes import Api, ApiError, Call, Text, run
 from streams.attribution.lists import csv_text, entries, fhir_group
 from streams.caregaps.reports import worklist
 from streams.pipeline import Pipeline
@@ -32,9 +31,6 @@ CHANGE_SUBSCRIPTION = {"type": "object", "properties": SUBSCRIPTION_FIELDS}
 
 def add_routes(api: Api, p: Pipeline) -> None:
     subs, outbox = p.store.subscriptions, p.store.outbox
-
-    def run(fn, *args):
-        return asyncio.to_thread(fn, *args)
 
     async def own(call: Call) -> str:
         """The subscription named in the path, if it is the caller's (404 otherwise)."""
