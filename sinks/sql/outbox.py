@@ -359,10 +359,13 @@ class Outbox:
             return []
         deliveries = Delivery.__table__
         with self._session.begin() as s:
-            # Due at the time of the update, or another dispatcher leased it in between.
+            # Due at the time of the update, or another dispatcher leased it in between. The status is
+            # compared as an expression no index serves: SQLite, without statistics, would otherwise
+            # walk the (status, next_attempt_at) index over the whole backlog instead of looking up
+            # the few ids claimed, and a claim would grow with the backlog again.
             claimed = s.execute(update(deliveries).where(
-                deliveries.c.webhook_id.in_([row.webhook_id for row in taken]), deliveries.c.status == "pending",
-                deliveries.c.next_attempt_at <= now)
+                deliveries.c.webhook_id.in_([row.webhook_id for row in taken]),
+                deliveries.c.status.concat("") == "pending", deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
         jobs = []
