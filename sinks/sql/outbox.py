@@ -13,11 +13,12 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sinks.sql.models import (
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 BodyFn = Callable[[Any, int | None], tuple[str, str]]
 _WEBHOOK_NAMESPACE = uuid.UUID("0f9c3a51-2b7e-4d8a-9a57-0c8a2f61d3b4")
 ERROR_CHARS = 500
+_IN_CHUNK = 5000  # ids per IN list: below every database's limit on bound parameters
 
 
 def wants(event_types: str, alert_type: str) -> bool:
@@ -60,10 +62,24 @@ def passes(filters: dict[str, list[str]], alert: Alert) -> bool:
 ATTRIBUTION_CHANGED = "attribution.changed"
 
 
-def _receives(sub: Any, alert: Alert) -> bool:
-    """Whether a subscription (of the attributed organization, or plan-level) takes the alert."""
-    return ((sub.scope == "plan" or sub.organization_id == alert.organization_id)
-            and wants(sub.event_types, alert.alert_type) and passes(json.loads(sub.filters or "{}"), alert))
+class _Recipients:
+    """Who of the subscriptions locked for a batch of alerts takes each alert: subscriptions of the
+    organization the member is attributed to, and plan-level ones, that want the event type and
+    whose filters pass it. Indexed once per batch, filters parsed once."""
+
+    def __init__(self, subscriptions: list[Any]):
+        self._plan = [sub for sub in subscriptions if sub.scope == "plan"]
+        self._by_org: dict[str, list[Any]] = {}
+        for sub in subscriptions:
+            if sub.scope != "plan":
+                self._by_org.setdefault(sub.organization_id, []).append(sub)
+        self._filters = {sub.id: json.loads(sub.filters or "{}") for sub in subscriptions}
+
+    def of(self, alert: Alert) -> list[Any]:
+        """In id order, the order the subscriptions were locked in."""
+        candidates = sorted([*self._plan, *self._by_org.get(alert.organization_id, [])], key=lambda sub: sub.id)
+        return [sub for sub in candidates
+                if wants(sub.event_types, alert.alert_type) and passes(self._filters[sub.id], alert)]
 
 
 def webhook_id(key: str, subscription_id: str) -> str:
@@ -124,6 +140,17 @@ def _job(d: Any, sub: Any, now: float, sealer: Sealer) -> DeliveryJob:
                        d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
 @dataclass(frozen=True)
+class _Event:
+    """Something to queue for subscriptions: an alert, a notice, a ping or a heartbeat."""
+    key: str  # with the subscription, makes the webhook id
+    event_type: str
+    body_for: BodyFn
+    alert_id: str | None = None
+    member_id: str | None = None
+    received_at_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     job: DeliveryJob
     result: Result
@@ -142,34 +169,52 @@ class Outbox:
     def _queue(self, s: Session, subs: list[Any], key: str, event_type: str, body_for: BodyFn, numbered: bool,
                alert_id: str | None = None, member_id: str | None = None,
                received_at_ms: int | None = None) -> list[str]:
-        """One delivery per subscription (rows with ``id`` and ``organization_id``), except where it
-        exists already; returns the webhook ids queued now. Called after the transaction took its
-        write lock (SQLite) or the subscriptions' row locks (PostgreSQL), so two workers fanning out
-        the same event see each other's rows: none is queued twice and no number is skipped."""
-        ids = {sub.id: webhook_id(key, sub.id) for sub in subs}
+        """One event to each of ``subs``; see :meth:`_queue_many`."""
+        event = _Event(key, event_type, body_for, alert_id, member_id, received_at_ms)
+        return self._queue_many(s, [(sub, event) for sub in subs], numbered)
+
+    def _queue_many(self, s: Session, pairs: list[tuple[Any, _Event]], numbered: bool) -> list[str]:
+        """A delivery per (subscription, event) pair (subscriptions are rows with ``id`` and
+        ``organization_id``), except where it exists already; returns the webhook ids queued now.
+        A subscription's events are numbered in the order of ``pairs``. Called after the transaction
+        took its write lock (SQLite) or the subscriptions' row locks (PostgreSQL), so two workers
+        fanning out the same event see each other's rows: none is queued twice and no number is
+        skipped. A few statements for the whole batch, whatever its size: at one set per alert,
+        storing alerts cost the sink milliseconds each."""
+        ids = [webhook_id(event.key, sub.id) for sub, event in pairs]
         if not ids:
             return []
-        existing = set(s.scalars(select(Delivery.webhook_id).where(Delivery.webhook_id.in_(ids.values()))))
-        new = [sub for sub in subs if ids[sub.id] not in existing]
+        existing: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            existing.update(s.scalars(select(Delivery.webhook_id).where(
+                Delivery.webhook_id.in_(ids[start:start + _IN_CHUNK]))))
+        new = []
+        for wid, (sub, event) in zip(ids, pairs, strict=True):
+            if wid not in existing:
+                existing.add(wid)  # a pair twice in a batch is queued once
+                new.append((wid, sub, event))
         if not new:
             return []
         now = time.time()
-        numbers: dict[str, int | None] = dict.fromkeys((sub.id for sub in new), None)
+        first: dict[str, int] = {}  # subscription -> its first event number in this batch
         if numbered:
-            numbers.update(s.execute(update(Subscription.__table__)
-                                     .where(Subscription.__table__.c.id.in_(numbers))
-                                     .values(events_since_start=Subscription.__table__.c.events_since_start + 1,
-                                             last_sent_at=now)
-                                     .returning(Subscription.__table__.c.id,
-                                                Subscription.__table__.c.events_since_start)).all())
+            counts = Counter(sub.id for _, sub, _ in new)
+            t = Subscription.__table__.c
+            last = dict(s.execute(update(Subscription.__table__).where(t.id.in_(counts)).values(
+                events_since_start=t.events_since_start + case(counts, value=t.id), last_sent_at=now)
+                .returning(t.id, t.events_since_start)).all())
+            first = {sub_id: last[sub_id] - n + 1 for sub_id, n in counts.items()}
         rows = []
-        for sub in new:
-            body, content_type = body_for(sub, numbers[sub.id])
-            rows.append({"webhook_id": ids[sub.id], "alert_id": alert_id, "subscription_id": sub.id,
-                         "organization_id": sub.organization_id, "member_id": member_id, "event_type": event_type,
-                         "event_number": numbers[sub.id], "body": body, "content_type": content_type,
-                         "received_at_ms": received_at_ms or int(now * 1000), "created_at": now, "status": "pending",
-                         "attempts": 0, "next_attempt_at": now})
+        for wid, sub, event in new:
+            number = None
+            if numbered:
+                number, first[sub.id] = first[sub.id], first[sub.id] + 1
+            body, content_type = event.body_for(sub, number)
+            rows.append({"webhook_id": wid, "alert_id": event.alert_id, "subscription_id": sub.id,
+                         "organization_id": sub.organization_id, "member_id": event.member_id,
+                         "event_type": event.event_type, "event_number": number, "body": body,
+                         "content_type": content_type, "received_at_ms": event.received_at_ms or int(now * 1000),
+                         "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now})
         s.execute(insert(Delivery.__table__), rows)
         return [r["webhook_id"] for r in rows]
 
@@ -204,11 +249,14 @@ class Outbox:
         if not rows:
             return 0
         routed: list[Alert] = []
-        queued = 0
         with self._session.begin() as s:
-            stored = set(s.scalars(self._insert(AlertRow).values(list(rows.values()))
-                                   .on_conflict_do_nothing(index_elements=["alert_id"]).returning(AlertRow.alert_id)))
-            subscriptions = self._subscriptions(s, {a.organization_id for a in alerts if a.alert_id in stored})
+            # Rows as parameters, not as VALUES: a statement of the same shape for every batch, so
+            # SQLAlchemy compiles it once instead of once per batch size.
+            stored = set(s.scalars(self._insert(AlertRow).on_conflict_do_nothing(index_elements=["alert_id"])
+                                   .returning(AlertRow.alert_id), list(rows.values())))
+            recipients = _Recipients(self._subscriptions(s, {a.organization_id for a in alerts
+                                                             if a.alert_id in stored}))
+            pairs: list[tuple[Any, _Event]] = []
             for alert in alerts:
                 # Stored before means fanned out then, in the same transaction: a replay decides nothing
                 # again, so a subscription created or an attribution changed since does not get it now.
@@ -216,14 +264,16 @@ class Outbox:
                     continue
                 stored.discard(alert.alert_id)
                 routed.append(alert)
-                if not alert.member_id:
-                    continue
-                queued += self._fan_out(s, alert, [sub for sub in subscriptions if _receives(sub, alert)])
+                if alert.member_id:
+                    pairs += self._fan_out(s, alert, recipients.of(alert))
+            queued = len(self._queue_many(s, pairs, numbered=True))
         for alert in routed:
             ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
         return queued
 
-    def _fan_out(self, s: Session, alert: Alert, recipients: list[Any]) -> int:
+    def _fan_out(self, s: Session, alert: Alert, recipients: list[Any]) -> list[tuple[Any, _Event]]:
+        """The alert for each recipient that may receive it; a Part 2 alert is withheld, on record,
+        from a recipient without the member's consent."""
         sensitive = self._part2.reason(alert)
         redacted = self._part2.redacted(alert)
         consenting = self._consenting(s, alert.member_id) if recipients and (
@@ -238,9 +288,9 @@ class Outbox:
             shown = alert if sub.organization_id in consenting else redacted
             return render(shown, sub.payload_format, sub.id, number or 0)
 
-        return len(self._queue(s, recipients, alert.alert_id, alert.alert_type, body_for, numbered=True,
-                               alert_id=alert.alert_id, member_id=alert.member_id,
-                               received_at_ms=alert.received_at_ms))
+        event = _Event(alert.alert_id, alert.alert_type, body_for, alert.alert_id, alert.member_id,
+                       alert.received_at_ms)
+        return [(sub, event) for sub in recipients]
 
     def _withhold(self, s: Session, alert: Alert, sub: Subscription, reason: str) -> None:
         inserted = s.execute(self._insert(WithheldDelivery).values(
