@@ -60,6 +60,25 @@ def test_the_openapi_document_is_valid_and_lists_every_route(stack):
         assert path in doc["paths"]
 
 
+def test_a_request_body_off_its_declared_schema_is_answered_400_naming_the_field(stack):
+    port, token, sub = stack["worker"].web_port, stack["tokens"]["ORG-A"], stack["subs"]["ORG-A"]
+    url = stack["receivers"]["ORG-A"].url
+    dispute = {"member_id": "M1", "organization_id": "ORG-A", "kind": "add", "reason": "r", "submitted_by": "dr a"}
+    refused = [
+        ("/subscriptions", {"url": url, "event_types": "adt.*"}, "event_types"),  # a string, not a list
+        ("/subscriptions", {"url": url, "event_type": ["adt.*"]}, "event_type"),  # misspelt: not ignored
+        (f"/subscriptions/{sub}/rotate-secret", {"overlap_s": True}, "overlap_s"),  # not a number of seconds
+        ("/disputes", {**dispute, "member_id": ["M1"]}, "member_id"),  # not stored as the text "['M1']"
+        ("/disputes", {**dispute, "npi": 1234567893}, "npi"),
+        ("/disputes", {**dispute, "kind": "maybe"}, "kind"),
+    ]
+    for path, body, field in refused:
+        status, answer = call(port, path, body, token=token)
+        assert status == 400 and field in answer["error"], (path, body, status, answer)
+    assert call(port, "/disputes", token=token)[1] == []
+    assert len(call(port, "/subscriptions", token=token)[1]) == 1  # none of them was created
+
+
 def test_alerts_reach_only_the_attributed_organization_and_each_token_sees_only_its_own(stack):
     port, tokens, subs, receivers = (stack["worker"].web_port, stack["tokens"], stack["subs"], stack["receivers"])
     asyncio.run(publish(stack["bootstrap"], [alert(f"scope-{i}", "ORG-A", f"MA{i}") for i in range(3)]))

@@ -16,6 +16,8 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import best_match
 
 from sinks.sql.attribution import DisputeError
 from sinks.sql.models import Organization
@@ -78,8 +80,9 @@ class Api:
               request: dict[str, Any] | None = None, query: tuple[str, ...] = (),
               responses: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(method, path, summary, handler, role, request, query,
-                                     responses or {200: "OK"}))
+            # Closed unless a route says otherwise: a misspelt field is an error, not silently ignored.
+            body = {"additionalProperties": False, **request} if request else None
+            self.routes.append(Route(method, path, summary, handler, role, body, query, responses or {200: "OK"}))
             return handler
         return register
 
@@ -119,12 +122,18 @@ class Api:
 
 
 def _view_method(route: Route, subscriptions: SubscriptionStore) -> Callable:
+    # The schema the OpenAPI document declares is the one enforced.
+    validator = Draft202012Validator(route.request, format_checker=FormatChecker()) if route.request else None
+
     async def method(view: View, request: Request, **params: str) -> Response:
         try:
             organization = await _authenticate(request, route.role, subscriptions)
             body: dict[str, Any] = {}
-            if route.request is not None:
+            if validator is not None:
                 body = await _json_body(request)
+                if error := best_match(validator.iter_errors(body)):
+                    where = "/".join(str(part) for part in error.absolute_path) or "the body"
+                    raise ApiError(400, f"the request body is not valid: {where}: {error.message}")
             status, payload = await route.handler(Call(organization, params, dict(request.query), body))
         except ApiError as exc:
             status, payload = exc.status, {"error": str(exc)}
