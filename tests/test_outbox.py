@@ -2,6 +2,7 @@
 recovery and the accounting of disclosures, on real SQLite and PostgreSQL."""
 import json
 import time
+import threading
 
 import pytest
 
@@ -262,3 +263,41 @@ def test_attribution_changes_are_told_to_the_organization_gained_and_the_one_lef
     assert all("ORG-B" not in json.dumps(body) for body in bodies(store, a))  # the one left is not told where to
     assert sorted((d["organization_id"], d["event_type"]) for d in store.outbox.disclosures("M2")) == [
         ("ORG-A", "attribution.changed"), ("ORG-B", "attribution.changed")]
+
+
+def test_attribution_notices_and_alerts_fanned_out_at_once_do_not_deadlock(store):
+    """The attribution sink and the alert sink write the same subscriptions' event counters at the
+    same time; each takes its row locks in one order (PostgreSQL would otherwise abort one with a
+    deadlock, and its batch would wait for a retry)."""
+    orgs = [f"ORG-{n}" for n in range(6)]
+    for n, org in enumerate(orgs):
+        subscribe(store, org, url=f"http://127.0.0.1:{20 + n}/hook", event_types=("*",))
+    failures: list[BaseException] = []
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                failures.append(exc)
+        return run
+
+    def notices():
+        for i in range(60):  # each batch touches the organizations in the reverse of the alerts' order
+            store.outbox.notify_attribution([AttributionChange(
+                member_id=f"M{i}-{k}", rule="plurality", reason="r", effective_date="2026-05-01", explanation="{}",
+                changed_at_ms=i, old_organization_id=None, new_organization_id=org, old_npi=None, new_npi="1",
+                method_id="m") for k, org in enumerate(reversed(orgs))])
+
+    def alerts():
+        for i in range(60):
+            store.outbox.save_alerts([alert(f"a{i}-{k}", org=org, member=f"N{i}") for k, org in enumerate(orgs)])
+
+    threads = [threading.Thread(target=guarded(work)) for work in (notices, alerts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    numbers = sorted(d.event_number for d in store.deliveries() if d.organization_id == "ORG-0")
+    assert numbers == list(range(1, 121))  # every event of both sinks counted once, none skipped

@@ -231,6 +231,17 @@ class Outbox:
         return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format)
                          .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
 
+    def _lock(self, s: Session, organizations: Collection[str] = (), ids: Collection[str] = ()) -> None:
+        """Row locks (PostgreSQL) on the subscriptions a transaction is about to write: those of the
+        organizations and those named, in one statement, in id order. Every writer of event counters
+        and subscription status takes its locks this way, as :meth:`_subscriptions` does, so two
+        sinks writing the same subscriptions at once wait for each other instead of deadlocking."""
+        t = Subscription.__table__.c
+        wanted = [*([t.organization_id.in_(organizations)] if organizations else []),
+                  *([t.id.in_(ids)] if ids else [])]
+        if wanted:
+            s.execute(select(t.id).where(or_(*wanted)).order_by(t.id).with_for_update()).all()
+
     def _consenting(self, s: Session, member_id: str) -> set[str]:
         return set(s.scalars(select(Consent.organization_id).where(
             Consent.member_id == member_id, Consent.kind == "part2", Consent.revoked_at.is_(None))))
@@ -325,27 +336,25 @@ class Outbox:
         orgs = {o for c in changes for o in (c.old_organization_id, c.new_organization_id) if o}
         if not orgs:
             return 0
-        queued = 0
         with self._session.begin() as s:
+            self._lock(s, organizations=orgs)
             wanting = self._wanting(s, orgs, ATTRIBUTION_CHANGED)
-            if not wanting:
-                return 0
+            pairs: list[tuple[Any, _Event]] = []
             for c in changes:
                 told = {"member_id": c.member_id, "effective_date": c.effective_date}
                 moved = c.new_organization_id != c.old_organization_id
                 if c.new_organization_id in wanting and (moved or c.new_npi != c.old_npi):
-                    queued += len(self._queue(
-                        s, wanting[c.new_organization_id], f"attribution|{c.member_id}|{c.changed_at_ms}|to",
-                        ATTRIBUTION_CHANGED, _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {
-                            **told, "attributed": True, "npi": c.new_npi, "method": c.method_id, "reason": c.reason}),
-                        numbered=True, member_id=c.member_id))
+                    event = _Event(f"attribution|{c.member_id}|{c.changed_at_ms}|to", ATTRIBUTION_CHANGED, _notice(
+                        ATTRIBUTION_CHANGED, c.changed_at_ms, {**told, "attributed": True, "npi": c.new_npi,
+                                                               "method": c.method_id, "reason": c.reason}),
+                        member_id=c.member_id)
+                    pairs += [(sub, event) for sub in wanting[c.new_organization_id]]
                 if c.old_organization_id in wanting and moved:
-                    queued += len(self._queue(
-                        s, wanting[c.old_organization_id], f"attribution|{c.member_id}|{c.changed_at_ms}|from",
-                        ATTRIBUTION_CHANGED,
-                        _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {**told, "attributed": False}),
-                        numbered=True, member_id=c.member_id))
-        return queued
+                    event = _Event(f"attribution|{c.member_id}|{c.changed_at_ms}|from", ATTRIBUTION_CHANGED,
+                                   _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {**told, "attributed": False}),
+                                   member_id=c.member_id)
+                    pairs += [(sub, event) for sub in wanting[c.old_organization_id]]
+            return len(self._queue_many(s, pairs, numbered=True))
 
     def ping(self, subscription_id: str) -> str:
         """A test event to one subscription, not counted among its events."""
@@ -363,7 +372,8 @@ class Outbox:
         with self._session.begin() as s:
             idle = s.scalars(select(Subscription).where(
                 Subscription.status == "active", Subscription.heartbeat_period_s.is_not(None),
-                Subscription.last_sent_at + Subscription.heartbeat_period_s <= now)).all()
+                Subscription.last_sent_at + Subscription.heartbeat_period_s <= now)
+                .order_by(Subscription.id)).all()  # each claimed in id order, the order locks are taken in
             for sub in idle:
                 claimed = s.execute(update(Subscription).where(
                     Subscription.id == sub.id, Subscription.last_sent_at == sub.last_sent_at).values(
@@ -437,6 +447,9 @@ class Outbox:
         failed = [r for r in results if r.decision.outcome != "delivered"]
         notices = 0
         with self._session.begin() as s:
+            # A failure may tell the organization's other subscriptions, or disable its own.
+            self._lock(s, organizations={r.job.organization_id for r in failed},
+                       ids={r.job.subscription_id for r in delivered})
             if results:
                 s.execute(insert(DeliveryAttempt), [{
                     "webhook_id": r.job.webhook_id, "attempt": r.job.attempts + 1, "at": r.at,
