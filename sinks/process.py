@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 
+from sinks.email import Mailer
 from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, Feed, SqlBatchSink
 from sinks.sql.store import open_store
 from sinks.webhooks.dispatcher import Dispatcher
@@ -37,8 +38,10 @@ class SinkFlow:
     def __init__(self, settings: Settings, bootstrap: str):
         store, codec = open_store(settings), codec_for(settings.schema_registry_url)
         self._loop = asyncio.new_event_loop()
+        mailer = Mailer(settings.smtp_url, settings.email_from) if settings.smtp_url else None
         self._dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
-                                      settings.webhook_schedule_s, settings.webhook_endpoint_concurrency)
+                                      settings.webhook_schedule_s, settings.webhook_endpoint_concurrency,
+                                      emails=store.emails, mailer=mailer)
         self.sinks = [SqlBatchSink(bootstrap, group.group_id, feeds, store, codec, settings.topic_partitions,
                                    batch_size=batch, on_written=self.wake) for group, feeds, batch in _sinks(settings)]
         self._stopping = asyncio.Event()

@@ -278,6 +278,22 @@ def organizations_token(organization_id: str, label: str, revoke_others: bool, a
         raise Failure(str(exc)) from exc
 
 
+@organizations.command("email")
+@click.argument("organization_id")
+@click.argument("address", required=False)
+@click.option("--none", "clear", is_flag=True, help="Send the organization no e-mail.")
+@click.option("--by", "actor", default="operator", show_default=True, help="Who does this, for the audit log.")
+def organizations_email(organization_id: str, address: str | None, clear: bool, actor: str) -> None:
+    """Set where the organization is told by e-mail that one of its endpoints was disabled (sent
+    through GAPSTREAM_SMTP_URL; notices wait queued until it is set)."""
+    if bool(address) == clear:
+        raise Failure("give either an ADDRESS or --none")
+    try:
+        _subscriptions().set_notice_email(organization_id, None if clear else address, f"cli:{actor}")
+    except SubscriptionError as exc:
+        raise Failure(str(exc)) from exc
+
+
 @organizations.command("plan-level")
 @click.argument("organization_id")
 @click.option("--grant/--revoke", required=True, help="Grant or revoke the role that sees every plan member.")

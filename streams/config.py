@@ -60,6 +60,9 @@ class Settings:
     # Fernet keys sealing the signing secrets in the database (sinks/sql/sealing.py); none means a
     # key file under data_dir.
     secret_keys: tuple[str, ...] = ()
+    # SMTP server for notices by e-mail (sinks/email.py); none keeps them queued until one is set.
+    smtp_url: str | None = None
+    email_from: str = "gapstream@localhost"
     log_level: str = "info"
     # wall (today), event (latest date in the data) or a pinned ISO date: see streams/attribution/clock.py
     attribution_clock: str = "wall"
@@ -103,6 +106,8 @@ def load() -> Settings:
         webhook_disable_after_s=_float("GAPSTREAM_WEBHOOK_DISABLE_AFTER_S", 5 * 24 * 3600.0),
         webhook_allowed_hosts=_list("GAPSTREAM_WEBHOOK_ALLOWED_HOSTS"),
         secret_keys=_list("GAPSTREAM_SECRET_KEYS"),
+        smtp_url=_env("GAPSTREAM_SMTP_URL"),
+        email_from=_env("GAPSTREAM_EMAIL_FROM", "gapstream@localhost"),
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),

@@ -1,8 +1,8 @@
 """Who receives an alert, the numbered outbox the dispatcher works from, the results of attempts,
 recovery and the accounting of disclosures, on real SQLite and PostgreSQL."""
 import json
-import time
 import threading
+import time
 
 import pytest
 

@@ -9,9 +9,12 @@ import random
 import time
 
 import pytest
+from aiosmtpd.controller import Controller
 from fhir.resources.R4B.bundle import Bundle
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from sinks.email import Mailer
+from sinks.sql.email_notices import MAX_ATTEMPTS
 from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec, SubscriptionError
@@ -19,6 +22,7 @@ from sinks.webhooks.dispatcher import Dispatcher
 from sinks.webhooks.egress import Egress, EgressRefused, forbidden
 from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, retry_after_s
 from sinks.webhooks.signing import new_secret, signed_headers
+from streams.kafka.broker import free_port
 from streams.models import Alert, Diagnosis, Patient
 from tests.helpers import Receiver
 
@@ -197,6 +201,67 @@ async def test_410_disables_the_endpoint_and_a_redirect_is_not_followed(tmp_path
     outcomes = {a.outcome for d in store.deliveries() if d.subscription_id == moved_id
                 for a in store.outbox.attempts(d.webhook_id)}
     assert outcomes == {"http_3xx"}  # a failure, retried; the Location was never requested
+
+
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd) keeping what it is sent."""
+
+    def __init__(self):
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler protocol
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server():
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
+async def test_a_disabled_endpoint_is_told_by_email_without_member_data(tmp_path):
+    gone = Receiver(script=[410]).start()
+    store = new_store(tmp_path)
+    store.subscriptions.set_notice_email("ORG1", "integration@org1.example", "test")
+    sub = subscribe(store, gone)
+    store.outbox.save_alerts([make_alert("a1", member="MEMBER-7")])
+    with smtp_server() as (mailbox, url):
+        await run_until(store, lambda: mailbox.messages, heartbeat_check_s=0.1, emails=store.emails,
+                        mailer=Mailer(url, "gapstream@plan.example"))
+    [message] = mailbox.messages
+    assert (message["To"], message["From"]) == ("integration@org1.example", "gapstream@plan.example")
+    assert sub in message["Subject"]
+    text = message.get_payload()
+    assert "410" in text and f"/subscriptions/{sub}/resume" in text and "MEMBER-7" not in text
+    assert [(e.status, e.attempts) for e in store.emails.all()] == [("sent", 1)]
+
+
+def test_an_email_the_server_refuses_is_retried_later_then_given_up(tmp_path):
+    store = new_store(tmp_path)
+    store.subscriptions.set_notice_email("ORG1", "ops@org1.example", "test")
+    with store.emails._session.begin() as s:
+        assert store.emails.queue(s, "ORG1", "subject", "body", 0.0)
+    now = 1000.0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        [due] = store.emails.claim(now, 60)
+        assert store.emails.claim(now, 60) == []  # leased: not sent twice meanwhile
+        store.emails.record(due, "SMTPRecipientsRefused", now)
+        [kept] = store.emails.all()
+        assert kept.attempts == attempt and kept.next_attempt_at >= now + 60  # a minute at least
+        now = kept.next_attempt_at
+    assert (kept.status, kept.last_error) == ("failed", "SMTPRecipientsRefused")
+    store.subscriptions.add_organization("ORG2", "Two", "test")
+    with store.emails._session.begin() as s:
+        assert not store.emails.queue(s, "ORG2", "subject", "body", 0.0)  # no address: nothing queued
+    with pytest.raises(SubscriptionError):
+        store.subscriptions.set_notice_email("ORG1", "not an address", "test")
 
 
 async def test_a_410_disables_its_own_subscription_not_the_others_on_the_endpoint(tmp_path):

@@ -17,6 +17,8 @@ class Organization(Base):
     # Sees the events of every plan member, not only of its attributed ones: granted explicitly, audited.
     plan_level: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[float] = mapped_column(Float)
+    # Where notices go that cannot go by webhook: the organization's endpoint was disabled.
+    notice_email: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class ApiToken(Base):
@@ -135,6 +137,24 @@ class WithheldDelivery(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+
+
+class EmailNotice(Base):
+    """A notice to an organization by e-mail, queued in the transaction that decided it, sent by the
+    dispatcher. Never holds member data: e-mail is not a channel for it."""
+    __tablename__ = "email_notices"
+    __table_args__ = (Index("ix_email_notices_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    to_address: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Consent(Base):

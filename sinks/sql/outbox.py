@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from sinks.sql.email_notices import EmailNotices
 from sinks.sql.models import (
     AlertRow,
     Consent,
@@ -501,6 +502,9 @@ class Outbox:
         sub.status, sub.disabled_reason = "disabled", reason
         ENDPOINTS_DISABLED.inc()
         log.warning("disabled subscription %s: %s", sub.id, reason)
+        # By e-mail too: the organization's other subscriptions may be on the same dead endpoint.
+        EmailNotices.queue(s, sub.organization_id, f"gapstream: webhook subscription {sub.id} is disabled",
+                           _disabled_text(sub, reason), at)
         return self.notify(s, sub.organization_id, "endpoint.disabled", f"disabled|{sub.id}|{at}",
                            {"subscription_id": sub.id, "url": sub.url, "reason": reason}, exclude=sub.id)
 
@@ -602,6 +606,13 @@ class Outbox:
 def _notice(event_type: str, at_ms: int, data: dict[str, Any]) -> BodyFn:
     """The body of an event gapstream raises itself (ping, heartbeat, delivery notices)."""
     return lambda sub, number: (envelope(event_type, at_ms, sub.id, number, data), JSON)
+
+
+def _disabled_text(sub: Subscription, reason: str) -> str:
+    return (f"gapstream stopped sending to {sub.url} for subscription {sub.id} of {sub.organization_id}: "
+            f"{reason}.\n\nIts events keep queuing and none is lost. When the endpoint works again, resume the "
+            f"subscription (POST /subscriptions/{sub.id}/resume with the organization's API token): everything "
+            f"queued since is sent, oldest first, under the same webhook-ids.\n")
 
 
 def _error(result: Result) -> str:

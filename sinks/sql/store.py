@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from sinks.sql.attribution import AttributionStore
 from sinks.sql.cohorts import CohortStore
 from sinks.sql.directory import DirectoryStore
+from sinks.sql.email_notices import EmailNotices
 from sinks.sql.gaps import GapStore
 from sinks.sql.models import Delivery
 from sinks.sql.outbox import Outbox
@@ -64,6 +65,7 @@ class Store:
         self.directory = DirectoryStore(self._session, self._insert())
         self.cohorts = CohortStore(self._session, self._insert())
         self.outbox = Outbox(self._session, self._insert(), part2_rule(), sealer, disable_after_s)
+        self.emails = EmailNotices(self._session)
 
     def _insert(self):
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert

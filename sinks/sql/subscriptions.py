@@ -12,6 +12,7 @@ import secrets as random_source
 import time
 import uuid
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import select, update
@@ -160,6 +161,20 @@ class SubscriptionStore:
                 s.execute(update(Subscription).where(Subscription.organization_id == organization_id,
                                                      Subscription.scope == "plan").values(
                     status="disabled", disabled_reason="the plan-level role was revoked"))
+
+    def set_notice_email(self, organization_id: str, address: str | None, actor: str) -> None:
+        """Where notices go by e-mail (an endpoint disabled), or nowhere (``None``); audited."""
+        if address is not None:
+            _, parsed = parseaddr(address)
+            if parsed != address.strip() or "@" not in parsed or " " in parsed:
+                raise SubscriptionError(f"not an e-mail address: {address!r}")
+            address = parsed
+        with self._session.begin() as s:
+            org = s.get(Organization, organization_id)
+            if org is None:
+                raise NotFound(f"no organization {organization_id}")
+            org.notice_email = address
+            self._audit(s, actor, "notice_email.set" if address else "notice_email.cleared", organization_id)
 
     def issue_token(self, organization_id: str, label: str, actor: str) -> str:
         """A new API token; only its hash is kept, so this is the one time it is seen."""

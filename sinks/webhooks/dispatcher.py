@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import smtplib
 import ssl
 import time
 from collections import Counter
 
 import aiohttp
 
+from sinks.email import Mailer
+from sinks.sql.email_notices import EmailNotices
 from sinks.sql.outbox import AttemptResult, DeliveryJob, Outbox
 from sinks.webhooks.egress import Egress, EgressRefused
 from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label
@@ -39,8 +42,10 @@ RECORD_BATCH = 500
 class Dispatcher:
     def __init__(self, outbox: Outbox, egress: Egress, timeout_s: float = 15.0,
                  schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S, endpoint_concurrency: int = 4,
-                 poll_interval_s: float = 0.5, heartbeat_check_s: float = 1.0):
+                 poll_interval_s: float = 0.5, heartbeat_check_s: float = 1.0,
+                 emails: EmailNotices | None = None, mailer: Mailer | None = None):
         self._outbox, self._egress = outbox, egress
+        self._emails, self._mailer = emails, mailer
         self._timeout, self._schedule = timeout_s, schedule_s
         self._slots = endpoint_concurrency
         self._poll, self._heartbeat_check = poll_interval_s, heartbeat_check_s
@@ -74,6 +79,8 @@ class Dispatcher:
 
     async def run(self) -> None:
         background = [asyncio.create_task(self._record()), asyncio.create_task(self._heartbeats())]
+        if self._emails is not None and self._mailer is not None:
+            background.append(asyncio.create_task(self._send_emails(self._emails, self._mailer)))
         try:
             await self._claim_loop()
         finally:
@@ -177,6 +184,20 @@ class Dispatcher:
                     self._wake.set()
             except Exception as exc:
                 log.error("queueing heartbeats failed: %s", where(exc))
+
+    async def _send_emails(self, emails: EmailNotices, mailer: Mailer) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_check)
+            try:
+                for email in await asyncio.to_thread(emails.claim, time.time(), self.lease_s):
+                    error = None
+                    try:
+                        await asyncio.to_thread(mailer.send, email.to_address, email.subject, email.body)
+                    except (smtplib.SMTPException, OSError) as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                    await asyncio.to_thread(emails.record, email, error, time.time())
+            except Exception as exc:
+                log.error("sending e-mail notices failed: %s", where(exc))
 
     async def close(self) -> None:
         for task in list(self._tasks):
