@@ -1,5 +1,6 @@
 """Attribution scenarios computed by hand, one per rule the methods use."""
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from streams.attribution.engine import add_months, evaluate
 from streams.attribution.members import MemberState, apply
 from streams.attribution.members import decide as members_decide
 from streams.attribution.methods import MethodError, method_for, methods, parse_method
+from streams.attribution.redaction import explanation_for
 from streams.claims.ledger import Ledger, add_medical, add_span
 from tests.claims_factory import NP_C, PCP_A, PCP_B, PCP_E, PROVIDERS, SPEC_D, fill, span, visit, void
 
@@ -182,3 +184,19 @@ def test_labs_and_fills_are_irrelevant_and_corrections_never_are():
     # A replacement may turn a lab claim into a visit: always evaluated, whatever its codes.
     assert apply(state, visit("lab-r", PCP_B, "2025-03-01", frequency="7", original="lab")).attribution is True
     assert apply(state, visit("lab", PCP_B, "2025-03-01", code=LAB)).attribution is True  # the same id again
+
+
+def test_an_organization_sees_the_numbers_behind_its_attribution_but_not_the_members_other_providers():
+    # A tie PCP_B (ORG-B) wins on the most recent visit; the reason names the runner-up, PCP_A (ORG-A).
+    d = decide(span(), visit("c1", PCP_A, "2025-01-05", "2025-03-05"),
+               visit("c2", PCP_B, "2025-02-01", "2025-04-01"))
+    full = d.to_dict()
+    assert PCP_A in full["reason"] and "ORG-A" in json.dumps(full["candidates"])
+    seen = explanation_for(full, "ORG-B")
+    text = json.dumps(seen)
+    assert PCP_A not in text and "ORG-A" not in text  # who else the member sees is not told
+    assert PCP_B in seen["reason"] and "tied on visits with another provider" in seen["reason"]
+    assert [(c["npi"], c["organization_id"], c["visits"], c["rank"]) for c in seen["candidates"]] == [
+        (PCP_B, "ORG-B", 2, 1), (None, None, 2, 2)]  # the competition's numbers stay
+    assert json.dumps(explanation_for(full, "ORG-A")).count("ORG-B") == 0  # and the other way round
+    assert explanation_for(full, "ORG-A")["organization_id"] == "another organization"

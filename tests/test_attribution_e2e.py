@@ -71,7 +71,11 @@ def test_attribution_is_explained(worker):
 def test_an_organization_reads_only_its_own_members(worker):
     port = worker.web_port
     assert call(port, f"/attribution/{MEMBER}")[0] == 401
-    assert call(port, f"/attribution/{MEMBER}", token=organization_token(worker.env, ORG))[0] == 200
+    status, seen = call(port, f"/attribution/{MEMBER}", token=organization_token(worker.env, ORG))
+    assert status == 200 and seen["current"]["organization_id"] == ORG
+    assert {h["organization_id"] for h in seen["history"]} == {ORG}  # not where the member was before
+    named = {c["organization_id"] for c in seen["current"]["explanation"]["candidates"]}
+    assert named <= {ORG, None}  # the member's other providers keep their numbers, not their names
     other = organization_token(worker.env, "ORG-OTHER")
     for path in (f"/attribution/{MEMBER}", f"/gaps/{MEMBER}", f"/gaps/{MEMBER}/report", f"/providers/{NPI}/scorecard"):
         assert call(port, path, token=other)[0] == 404, path

@@ -16,6 +16,7 @@ from typing import Any
 
 from sinks.webhooks.payloads import utc_iso
 from streams.api.routes import Api, ApiError, Call, run, table_row
+from streams.attribution.redaction import explanation_for, scrubber
 from streams.caregaps.catalog import catalog, consolidated
 from streams.caregaps.deqm import gaps_bundle
 from streams.caregaps.reports import DISPUTE_ROUTE, scorecard
@@ -43,12 +44,22 @@ def add_routes(api: Api, p: Pipeline) -> None:
         live = await run(p.attribution.explain, member_id)
         if current is None and live is None:
             raise ApiError(404, f"nothing known about member {member_id}")
+        org = call.organization
         row = None
         if current is not None:
             row = table_row(current)
             row["explanation"] = json.loads(row["explanation"])
-        history = await run(store.attribution.history, member_id)
-        return 200, {"current": row, "history": [table_row(h) for h in history], "live": live}
+        history = [table_row(h) for h in await run(store.attribution.history, member_id)]
+        if not org.plan_level:  # type: ignore[union-attr]
+            # Its own periods, and the decisions without the member's other providers named.
+            history = [{**h, "reason": scrubber({h["npi"]})(h["reason"])} for h in history
+                       if h["organization_id"] == org.id]  # type: ignore[union-attr]
+            if row is not None:
+                row["explanation"] = explanation_for(row["explanation"], org.id)  # type: ignore[union-attr]
+                row["reason"] = row["explanation"]["reason"]
+            if live is not None:
+                live = explanation_for(live, org.id)  # type: ignore[union-attr]
+        return 200, {"current": row, "history": history, "live": live}
 
     @api.route("get", "/gaps/{member_id}", "The member's care gaps in their latest status (status=open for the "
                "open ones) and the cohorts the member is in", query=("status",))
