@@ -119,6 +119,22 @@ def test_payload_formats(store):
     assert store.outbox.alert_for("ORG2", "a1") is None  # never sent to ORG2
 
 
+def test_a_cancellation_goes_to_exactly_who_was_told_of_the_alert_it_withdraws(store):
+    told = subscribe(store, "ORG1", event_types=("adt.ed_visit",))  # asked for ED visits only
+    store.outbox.save_alerts([alert("visit")])
+    later = subscribe(store, "ORG1", url="http://127.0.0.1:10/hook")  # created after: never told of the visit
+    other = subscribe(store, "ORG2", url="http://127.0.0.1:11/hook")  # the member is attributed there now
+    cancel = alert("cancel", org="ORG2", alert_type="adt.cancelled", cancels_alert_id="visit",
+                   cancels_alert_type="adt.ed_visit")
+    assert store.outbox.save_alerts([cancel]) == 1
+    assert [(b["type"], b["data"].get("cancels_alert_id")) for b in bodies(store, told)] == [
+        ("adt.ed_visit", None), ("adt.cancelled", "visit")]
+    assert bodies(store, later) == [] and bodies(store, other) == []
+    never_sent = alert("cancel2", alert_type="adt.cancelled", cancels_alert_id="unknown",
+                       cancels_alert_type="adt.admit")
+    assert store.outbox.save_alerts([never_sent]) == 0
+
+
 def test_part2_events_are_withheld_without_consent_and_recorded(store):
     org1, org2 = subscribe(store, "ORG1"), subscribe(store, "ORG2", scope="attributed")
     sud = alert("a1", diagnoses=[Diagnosis(code="F10.20")])

@@ -1,6 +1,6 @@
 """Visit-state rules: one ED alert per visit, and one admission and one discharge alert, whatever the
 feed repeats."""
-from streams.adt.visits import ADMIT, DISCHARGE, ED_VISIT, VisitState, alert_id, apply, expire
+from streams.adt.visits import ADMIT, CANCELLED, DISCHARGE, ED_VISIT, VisitState, alert_id, apply, expire
 from streams.models import AdtEvent, Diagnosis
 
 
@@ -79,6 +79,21 @@ def test_cancels_are_recorded():
     state, _ = run(adt("A04", "1"), adt("A03", "2"), adt("A13", "3"))
     assert state.status == "open" and state.discharge_time is None
     assert [c["event_type"] for c in state.cancellations] == ["A13"]
+
+
+def test_a_cancel_withdraws_the_alerts_it_undoes_and_a_new_event_raises_them_again():
+    _, alerts = run(adt("A04", "1"), adt("A11", "2"), adt("A11", "2"))  # the A11 resent: one notice
+    visit, cancel = alerts
+    assert (cancel.alert_type, cancel.cancels_alert_id, cancel.cancels_alert_type) == (
+        CANCELLED, visit.alert_id, ED_VISIT)
+    _, again = run(adt("A04", "1"), adt("A11", "2"), adt("A04", "3"))  # registered again after all
+    assert [a.alert_type for a in again] == [ED_VISIT, CANCELLED, ED_VISIT]
+    assert again[2].alert_id not in (again[0].alert_id, again[1].alert_id)  # a new alert, not a replay
+    _, discharged = run(adt("A01", "1", "I"), adt("A03", "2", "I"), adt("A13", "3", "I"), adt("A03", "4", "I"))
+    assert [(a.alert_type, a.cancels_alert_type) for a in discharged] == [
+        (ADMIT, None), (DISCHARGE, None), (CANCELLED, DISCHARGE), (DISCHARGE, None)]
+    assert discharged[2].cancels_alert_id == discharged[1].alert_id != discharged[3].alert_id
+    assert run(adt("A03", "1", "O"), adt("A13", "2", "O"))[1] == []  # nothing was sent: nothing to withdraw
 
 
 def test_a_different_visit_raises_its_own_alert():

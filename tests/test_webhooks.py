@@ -126,9 +126,9 @@ async def test_send_time_resolution_is_checked_again_and_pinned():
 
 
 # -- delivery to real endpoints --------------------------------------------------------------------
-def make_alert(alert_id: str, member: str = "M1", **fields) -> Alert:
+def make_alert(alert_id: str, member: str = "M1", alert_type: str = "adt.ed_visit", **fields) -> Alert:
     now = int(time.time() * 1000)
-    return Alert(alert_id=alert_id, alert_type="adt.ed_visit", facility="F", event_type="A04",
+    return Alert(alert_id=alert_id, alert_type=alert_type, facility="F", event_type="A04",
                  received_at_ms=now, created_at_ms=now, member_id=member, organization_id="ORG1", **fields)
 
 
@@ -378,6 +378,13 @@ async def test_fhir_notifications_are_valid_da_vinci_bundles(tmp_path):
     assert bundle.type == "message" and header.eventCoding.code == "notification-admit"
     assert header.focus[0].reference == bundle.entry[2].fullUrl and encounter.class_fhir.code == "EMER"
     assert patient.birthDate.isoformat() == "1950-02-03" and header.extension[0].valueInteger == 1
+    assert encounter.status == "in-progress"
+    store.outbox.save_alerts([make_alert("a2", alert_type="adt.cancelled", patient_class="E", visit_number="V1",
+                                         cancels_alert_id="a1", cancels_alert_type="adt.ed_visit")])
+    await run_until(store, settled(store))
+    withdrawn = Bundle.model_validate_json(receiver.requests[1].body)  # the hospital's A11
+    header, _, encounter, *_ = [e.resource for e in withdrawn.entry]
+    assert (header.eventCoding.code, encounter.status) == ("notification-admit", "entered-in-error")
     with pytest.raises(SubscriptionError, match="ADT events only"):
         store.subscriptions.create("ORG1", Spec(url=receiver.url, event_types=("gap.*",), payload_format="fhir"), "t")
 

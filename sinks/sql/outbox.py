@@ -68,7 +68,8 @@ class _Recipients:
     organization the member is attributed to, and plan-level ones, that want the event type and
     whose filters pass it. Indexed once per batch, filters parsed once."""
 
-    def __init__(self, subscriptions: list[Any]):
+    def __init__(self, subscriptions: list[Any], told: dict[str, set[str]]):
+        self._told, self._by_id = told, {sub.id: sub for sub in subscriptions}
         self._plan = [sub for sub in subscriptions if sub.scope == "plan"]
         self._by_org: dict[str, list[Any]] = {}
         for sub in subscriptions:
@@ -77,7 +78,10 @@ class _Recipients:
         self._filters = {sub.id: json.loads(sub.filters or "{}") for sub in subscriptions}
 
     def of(self, alert: Alert) -> list[Any]:
-        """In id order, the order the subscriptions were locked in."""
+        """In id order, the order the subscriptions were locked in. A cancellation goes to exactly
+        the subscriptions that were sent the alert it withdraws, whatever their event types now."""
+        if alert.cancels_alert_id is not None:
+            return [self._by_id[i] for i in sorted(self._told.get(alert.cancels_alert_id, ())) if i in self._by_id]
         candidates = sorted([*self._plan, *self._by_org.get(alert.organization_id, [])], key=lambda sub: sub.id)
         return [sub for sub in candidates
                 if wants(sub.event_types, alert.alert_type) and passes(self._filters[sub.id], alert)]
@@ -219,15 +223,26 @@ class Outbox:
         s.execute(insert(Delivery.__table__), rows)
         return [r["webhook_id"] for r in rows]
 
-    def _subscriptions(self, s: Session, organizations: set[str | None]) -> list[Any]:
-        """Subscriptions of the organizations the members are attributed to, and plan-level ones,
-        locked (PostgreSQL) in one statement in id order until the fan-out commits, so that two
-        transactions fanning out to the same organizations cannot deadlock."""
+    def _told(self, s: Session, alert_ids: set[str]) -> dict[str, set[str]]:
+        """The subscriptions each alert was queued for."""
+        told: dict[str, set[str]] = {}
+        if alert_ids:
+            for alert_id, sub_id in s.execute(select(Delivery.alert_id, Delivery.subscription_id)
+                                               .where(Delivery.alert_id.in_(alert_ids))):
+                told.setdefault(alert_id, set()).add(sub_id)
+        return told
+
+    def _subscriptions(self, s: Session, organizations: set[str | None], ids: set[str] = frozenset()) -> list[Any]:
+        """Subscriptions of the organizations the members are attributed to, plan-level ones, and
+        those named, locked (PostgreSQL) in one statement in id order until the fan-out commits, so
+        that two transactions fanning out to the same organizations cannot deadlock."""
         t = Subscription.__table__.c
         plan_orgs = select(Organization.id).where(Organization.plan_level.is_(True))
         scoped = [and_(t.scope == "plan", t.organization_id.in_(plan_orgs))]
         if attributed := [o for o in organizations if o]:
             scoped.append(and_(t.scope == "attributed", t.organization_id.in_(attributed)))
+        if ids:
+            scoped.append(t.id.in_(ids))
         # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
         return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format)
                          .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
@@ -266,8 +281,9 @@ class Outbox:
             # SQLAlchemy compiles it once instead of once per batch size.
             stored = set(s.scalars(self._insert(AlertRow).on_conflict_do_nothing(index_elements=["alert_id"])
                                    .returning(AlertRow.alert_id), list(rows.values())))
-            recipients = _Recipients(self._subscriptions(s, {a.organization_id for a in alerts
-                                                             if a.alert_id in stored}))
+            told = self._told(s, {a.cancels_alert_id for a in alerts if a.alert_id in stored and a.cancels_alert_id})
+            recipients = _Recipients(self._subscriptions(s, {a.organization_id for a in alerts if a.alert_id in stored},
+                                                         set().union(*told.values())), told)
             pairs: list[tuple[Any, _Event]] = []
             for alert in alerts:
                 # Stored before means fanned out then, in the same transaction: a replay decides nothing

@@ -27,9 +27,9 @@ from sinks.webhooks.payloads import FORMATS
 from sinks.webhooks.signing import new_secret
 
 # The events a subscription can ask for; patterns must match at least one.
-EVENT_TYPES = ("adt.ed_visit", "adt.admit", "adt.discharge", "gap.opened", "gap.due_soon", "gap.closed",
-               "gap.missed", "gap.excluded", "gap.refill_overdue", "attribution.changed", "delivery.exhausted",
-               "endpoint.disabled")
+EVENT_TYPES = ("adt.ed_visit", "adt.admit", "adt.discharge", "adt.cancelled", "gap.opened", "gap.due_soon",
+               "gap.closed", "gap.missed", "gap.excluded", "gap.refill_overdue", "attribution.changed",
+               "delivery.exhausted", "endpoint.disabled")
 HEARTBEAT_BOUNDS_S = (1.0, 24 * 3600.0)
 DEFAULT_ROTATION_OVERLAP_S = 24 * 3600.0
 

@@ -17,6 +17,7 @@ EVENT_SYSTEM = f"{ALERTS_IG}/CodeSystem/notification-event"
 EVENTS = {"adt.ed_visit": ("notification-admit", "admit"), "adt.admit": ("notification-admit", "admit"),
           "adt.discharge": ("notification-discharge", "discharge"),
           "adt.transfer": ("notification-transfer", "transfer")}
+CANCELLED = "adt.cancelled"  # the notification of the event withdrawn, its Encounter entered in error
 # HL7 v2 patient class (PV1-2) to the FHIR v3 ActCode encounter class.
 ENCOUNTER_CLASS = {"E": ("EMER", "emergency"), "I": ("IMP", "inpatient encounter"),
                    "O": ("AMB", "ambulatory"), "B": ("OBSENC", "observation encounter")}
@@ -26,7 +27,7 @@ _GENDER = {"F": "female", "M": "male", "O": "other", "U": "unknown"}
 
 
 def supports(alert_type: str) -> bool:
-    return alert_type in EVENTS
+    return alert_type in EVENTS or alert_type == CANCELLED
 
 
 def _urn(alert: Alert, *parts: str) -> str:
@@ -34,7 +35,8 @@ def _urn(alert: Alert, *parts: str) -> str:
 
 
 def notification_bundle(alert: Alert, subscription_id: str, event_number: int, timestamp: str) -> dict[str, Any]:
-    code, kind = EVENTS[alert.alert_type]
+    withdrawn = alert.alert_type == CANCELLED
+    code, kind = EVENTS[alert.cancels_alert_type if withdrawn else alert.alert_type]  # type: ignore[index]
     header, patient, encounter, facility = (_urn(alert, p) for p in ("header", "patient", "encounter", "facility"))
     class_code, class_name = ENCOUNTER_CLASS.get(alert.patient_class or ("E" if alert.alert_type == "adt.ed_visit"
                                                                           else ""), ("ACUTE", "inpatient acute"))
@@ -63,7 +65,7 @@ def notification_bundle(alert: Alert, subscription_id: str, event_number: int, t
         }),
         (encounter, {
             "resourceType": "Encounter",
-            "status": "finished" if kind == "discharge" else "in-progress",
+            "status": "entered-in-error" if withdrawn else "finished" if kind == "discharge" else "in-progress",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class_code,
                       "display": class_name},
             "identifier": ([{"system": f"urn:gapstream:visit-number:{alert.facility}", "value": alert.visit_number}]

@@ -45,6 +45,8 @@ def thin(alert: Alert) -> dict[str, Any]:
             "visit_number": alert.visit_number, "occurred_at": alert.occurred_at}
     if alert.gap:
         data.update(gap_id=alert.gap.gap_id, measure_id=alert.gap.measure_id, status=alert.gap.status)
+    if alert.cancels_alert_id:
+        data.update(cancels_alert_id=alert.cancels_alert_id, cancels_alert_type=alert.cancels_alert_type)
     return data
 
 

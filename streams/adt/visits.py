@@ -17,12 +17,17 @@ ED_VISIT = "adt.ed_visit"
 # registration: an inpatient admission, and a discharge from the ED or from inpatient care.
 ADMIT = "adt.admit"
 DISCHARGE = "adt.discharge"
+# The hospital withdrew an event it had sent (A11 cancels the admit or registration, A13 the
+# discharge): whoever was told of the alert it raised is told that it no longer holds.
+CANCELLED = "adt.cancelled"
 # Enough to recognise resent messages; a visit with more distinct messages than this is a storm,
 # and the per-event-type rule below still keeps it from raising alerts twice.
 MAX_REMEMBERED_CONTROL_IDS = 64
 _ALERT_NAMESPACE = uuid.UUID("6b1f7d43-5c1e-4c59-9a0f-3f5d0c2a7e11")
 
 CANCELS = {"A11": "admit", "A12": "transfer", "A13": "discharge"}
+# The alerts each cancel event withdraws.
+WITHDRAWS = {"A11": (ED_VISIT, ADMIT), "A13": (DISCHARGE,)}
 
 
 @dataclass
@@ -44,6 +49,7 @@ class VisitState:
     encounters_sent: list[str] = field(default_factory=list)  # kinds told to the member's care gaps
     diagnoses: list[str] = field(default_factory=list)  # ICD-10-CM, principal first, from the first message with any
     cancellations: list[dict[str, Any]] = field(default_factory=list)
+    withdrawals: dict[str, int] = field(default_factory=dict)  # alert type -> times a cancel withdrew it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,9 +91,11 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     state.last_seen_ms = now_ms
     _merge(state, event)
 
+    withdrawn: list[str] = []
     if event.event_type in CANCELS:
         state.cancellations.append({"event_type": event.event_type, "cancels": CANCELS[event.event_type],
                                     "message_control_id": event.message_control_id, "at_ms": now_ms})
+        withdrawn = [t for t in WITHDRAWS.get(event.event_type, ()) if t in state.alerts_raised]
         if event.event_type == "A11":
             state.status = "cancelled"
         elif event.event_type == "A13":
@@ -98,6 +106,9 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     elif event.event_type in ("A01", "A04") and state.status in ("cancelled", "auto_closed"):
         state.status = "open"
 
+    for original in withdrawn:  # the next genuine event raises it again, under a new id
+        state.alerts_raised.remove(original)
+        state.withdrawals[original] = state.withdrawals.get(original, 0) + 1
     raised = [alert_type for alert_type, applies in (
         (ED_VISIT, is_ed_presentation(event)),
         (ADMIT, state.patient_class == "I" and event.event_type in ("A01", "A06")),
@@ -105,6 +116,7 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     ) if applies and alert_type not in state.alerts_raised]
     state.alerts_raised += raised
     alerts = [_alert(alert_type, state, event, now_ms) for alert_type in raised]
+    alerts = [_cancellation(original, state, event, now_ms) for original in withdrawn] + alerts
     return Outcome(state, duplicate=repeated_event, alerts=alerts, encounters=_encounters(state, event))
 
 
@@ -167,9 +179,24 @@ def _merge(state: VisitState, event: AdtEvent) -> None:
         state.discharge_time = event.discharge_time or event.event_time or state.discharge_time
 
 
-def _alert(alert_type: str, state: VisitState, event: AdtEvent, now_ms: int) -> Alert:
+def _cancellation(original: str, state: VisitState, event: AdtEvent, now_ms: int) -> Alert:
+    """Stable per cancel message: the same A11 resent is one notice, a second A11 after a new
+    admission another."""
+    cancelled = _alert(CANCELLED, state, event, now_ms, key=f"{state.visit_key}|{event.message_control_id}")
+    withdrawn_key = _key(state, original, state.withdrawals[original] - 1)
+    cancelled.cancels_alert_id, cancelled.cancels_alert_type = alert_id(original, withdrawn_key), original
+    cancelled.patient_class = state.patient_class or ("E" if original == ED_VISIT else None)
+    return cancelled
+
+
+def _key(state: VisitState, alert_type: str, withdrawals: int) -> str:
+    """The visit key an alert's id is made from: the visit's, then numbered after each withdrawal."""
+    return state.visit_key if not withdrawals else f"{state.visit_key}|{withdrawals}"
+
+
+def _alert(alert_type: str, state: VisitState, event: AdtEvent, now_ms: int, key: str | None = None) -> Alert:
     return Alert(
-        alert_id=alert_id(alert_type, state.visit_key),
+        alert_id=alert_id(alert_type, key or _key(state, alert_type, state.withdrawals.get(alert_type, 0))),
         alert_type=alert_type,
         member_id=state.member_id,
         facility=state.facility,

@@ -29,3 +29,5 @@ class Alert(Record):
     gap: GapInfo | None = None
     open_gaps: list[GapInfo] = field(default_factory=list)
     cohorts: list[str] = field(default_factory=list)
+    cancels_alert_id: str | None = None  # adt.cancelled: the alert an A11 or A13 withdrew
+    cancels_alert_type: str | None = None
