@@ -233,8 +233,8 @@ async def test_a_disabled_endpoint_is_told_by_email_without_member_data(tmp_path
     sub = subscribe(store, gone)
     store.outbox.save_alerts([make_alert("a1", member="MEMBER-7")])
     with smtp_server() as (mailbox, url):
-        await run_until(store, lambda: mailbox.messages, heartbeat_check_s=0.1, emails=store.emails,
-                        mailer=Mailer(url, "gapstream@plan.example"))
+        await run_until(store, lambda: [e.status for e in store.emails.all()] == ["sent"], heartbeat_check_s=0.1,
+                        emails=store.emails, mailer=Mailer(url, "gapstream@plan.example"))
     [message] = mailbox.messages
     assert (message["To"], message["From"]) == ("integration@org1.example", "gapstream@plan.example")
     assert sub in message["Subject"]
