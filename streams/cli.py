@@ -79,11 +79,17 @@ def broker() -> None:
 @main.command()
 def worker() -> None:
     """Run the stream processors, the webhook dispatcher and the web server (/metrics, /health)."""
+    from sinks.email import Mailer, MailError
     from streams.app import run_worker
     from streams.kafka.admin import ensure_topics
     from streams.runtime import bootstrap_servers
 
     settings = _settings()
+    if settings.smtp_url:  # checked before anything starts: the sink process would fail on it later
+        try:
+            Mailer(settings.smtp_url, settings.email_from)
+        except MailError as exc:
+            raise Failure(str(exc)) from exc
     try:
         with bootstrap_servers(settings) as bootstrap:
             ensure_topics(bootstrap, topics.INGRESS_TOPICS, settings.topic_partitions)

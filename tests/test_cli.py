@@ -32,6 +32,13 @@ def test_publishing_without_a_broker_fails_with_one_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "no broker is running" in result.stderr
 
 
+def test_a_worker_with_an_unusable_smtp_url_fails_with_one_line_before_starting(tmp_path):
+    result = gapstream("worker", env={"GAPSTREAM_DATA_DIR": str(tmp_path), "GAPSTREAM_SMTP_URL": "mail.example:25"})
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "GAPSTREAM_SMTP_URL must be smtp://" in result.stderr
+    assert not (tmp_path / "broker").exists() and not list(tmp_path.iterdir())  # nothing was started
+
+
 def test_a_file_without_the_required_columns_is_refused(tmp_path):
     spans = tmp_path / "eligibility.csv"
     spans.write_text("member,plan\nM1,X\n")
