@@ -2,7 +2,7 @@
 disabled). Configured by ``GAPSTREAM_SMTP_URL``:
 
 - ``smtp://[user:password@]host[:port]``: port 25 by default, upgraded with STARTTLS whenever the
-  server offers it (certificates verified);
+  server offers it (certificates verified); with a user, STARTTLS is required;
 - ``smtps://[user:password@]host[:port]``: TLS from the start, port 465 by default.
 """
 from __future__ import annotations
@@ -44,11 +44,15 @@ class Mailer:
         else:
             client = smtplib.SMTP(parts.hostname, port, timeout=self.timeout_s)
         with client:
+            secure = parts.scheme == "smtps"
             if parts.scheme == "smtp":
                 client.ehlo()
                 if client.has_extn("starttls"):
                     client.starttls(context=tls)
                     client.ehlo()
+                    secure = True
+            if parts.username and not secure:  # a stripped STARTTLS must not get the password
+                raise smtplib.SMTPException("the server offered no STARTTLS: not sending the password in clear")
             if parts.username:
                 client.login(unquote(parts.username), unquote(parts.password or ""))
             client.send_message(message)

@@ -130,6 +130,11 @@ def test_a_cancellation_goes_to_exactly_who_was_told_of_the_alert_it_withdraws(s
     assert [(b["type"], b["data"].get("cancels_alert_id")) for b in bodies(store, told)] == [
         ("adt.ed_visit", None), ("adt.cancelled", "visit")]
     assert bodies(store, later) == [] and bodies(store, other) == []
+    same_batch = [alert("visit2"), alert("cancel3", alert_type="adt.cancelled", cancels_alert_id="visit2",
+                                         cancels_alert_type="adt.ed_visit")]  # caught up: both in one batch
+    assert store.outbox.save_alerts(same_batch) == 4  # the visit and its cancellation, to both of ORG1's
+    for sub in (told, later):
+        assert [b["data"]["alert_id"] for b in bodies(store, sub)][-2:] == ["visit2", "cancel3"]
     never_sent = alert("cancel2", alert_type="adt.cancelled", cancels_alert_id="unknown",
                        cancels_alert_type="adt.admit")
     assert store.outbox.save_alerts([never_sent]) == 0

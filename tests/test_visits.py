@@ -94,6 +94,10 @@ def test_a_cancel_withdraws_the_alerts_it_undoes_and_a_new_event_raises_them_aga
         (ADMIT, None), (DISCHARGE, None), (CANCELLED, DISCHARGE), (DISCHARGE, None)]
     assert discharged[2].cancels_alert_id == discharged[1].alert_id != discharged[3].alert_id
     assert run(adt("A03", "1", "O"), adt("A13", "2", "O"))[1] == []  # nothing was sent: nothing to withdraw
+    _, both = run(adt("A04", "1"), adt("A06", "2", "I"), adt("A11", "3", "I"))  # admitted from the ED, cancelled
+    withdrawn = [a for a in both if a.alert_type == CANCELLED]
+    assert sorted(a.cancels_alert_type for a in withdrawn) == [ADMIT, ED_VISIT]
+    assert len({a.alert_id for a in withdrawn}) == 2  # two notices, not one id kept twice
 
 
 def test_a_different_visit_raises_its_own_alert():

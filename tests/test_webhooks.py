@@ -250,8 +250,8 @@ def test_an_email_the_server_refuses_is_retried_later_then_given_up(tmp_path):
         assert store.emails.queue(s, "ORG1", "subject", "body", 0.0)
     now = 1000.0
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        [due] = store.emails.claim(now, 60)
-        assert store.emails.claim(now, 60) == []  # leased: not sent twice meanwhile
+        due = store.emails.claim(now)
+        assert store.emails.claim(now) is None  # leased: not sent twice meanwhile
         store.emails.record(due, "SMTPRecipientsRefused", now)
         [kept] = store.emails.all()
         assert kept.attempts == attempt and kept.next_attempt_at >= now + 60  # a minute at least

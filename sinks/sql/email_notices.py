@@ -13,6 +13,8 @@ from sinks.sql.models import EmailNotice, Organization
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
+# Longer than one SMTP exchange can take: a few commands, each with the mailer's 15 s timeout.
+LEASE_S = 300.0
 _ERROR_CHARS = 500
 
 
@@ -44,18 +46,19 @@ class EmailNotices:
                           created_at=now, status="pending", attempts=0, next_attempt_at=now))
         return True
 
-    def claim(self, now: float, lease_s: float, limit: int = 20) -> list[Email]:
-        """Due e-mails, leased so that no other dispatcher sends them meanwhile."""
+    def claim(self, now: float) -> Email | None:
+        """The e-mail due first, leased for as long as sending it can take (one at a time, so none
+        waits leased behind a slow send) and so that no other dispatcher sends it meanwhile."""
         t = EmailNotice.__table__.c
         with self._session.begin() as s:
-            due = list(s.scalars(select(t.id).where(t.status == "pending", t.next_attempt_at <= now)
-                                 .order_by(t.next_attempt_at).limit(limit)))
-            if not due:
-                return []
-            rows = s.execute(update(EmailNotice.__table__).where(
-                t.id.in_(due), t.status == "pending", t.next_attempt_at <= now).values(next_attempt_at=now + lease_s)
-                .returning(t.id, t.to_address, t.subject, t.body, t.attempts)).all()
-        return [Email(*row) for row in rows]
+            due = s.scalar(select(t.id).where(t.status == "pending", t.next_attempt_at <= now)
+                           .order_by(t.next_attempt_at).limit(1))
+            if due is None:
+                return None
+            row = s.execute(update(EmailNotice.__table__).where(
+                t.id == due, t.status == "pending", t.next_attempt_at <= now).values(next_attempt_at=now + LEASE_S)
+                .returning(t.id, t.to_address, t.subject, t.body, t.attempts)).first()
+        return Email(*row) if row else None
 
     def record(self, email: Email, error: str | None, now: float) -> None:
         attempts = email.attempts + 1

@@ -293,7 +293,10 @@ class Outbox:
                 stored.discard(alert.alert_id)
                 routed.append(alert)
                 if alert.member_id:
-                    pairs += self._fan_out(s, alert, recipients.of(alert))
+                    found = self._fan_out(s, alert, recipients.of(alert))
+                    # A cancellation later in the same batch goes to whom this alert goes to.
+                    told.setdefault(alert.alert_id, set()).update(sub.id for sub, _ in found)
+                    pairs += found
             queued = len(self._queue_many(s, pairs, numbered=True))
         for alert in routed:
             ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()

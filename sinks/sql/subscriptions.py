@@ -120,11 +120,14 @@ class SubscriptionStore:
         older key sealed. Every secret is opened on the way, so a wrong key stops the worker at its
         start instead of failing deliveries later. Rows already sealed under the first key are not
         written, so a start does not overwrite a rotation made meanwhile by another process."""
+        t = Subscription.__table__.c
         with self._session.begin() as s:
-            for sub in s.scalars(select(Subscription)):
+            for row in s.execute(select(t.id, t.secret, t.previous_secret)).all():
                 for column in ("secret", "previous_secret"):
-                    if (value := getattr(sub, column)) and (resealed := self._sealer.resealed(value)):
-                        setattr(sub, column, resealed)
+                    if (value := getattr(row, column)) and (resealed := self._sealer.resealed(value)):
+                        # Only if still as read: a rotation committed meanwhile is kept.
+                        s.execute(update(Subscription.__table__).where(t.id == row.id, t[column] == value)
+                                  .values({column: resealed}))
 
     @staticmethod
     def _audit(s: Session, actor: str, action: str, target: str, **detail: Any) -> None:

@@ -189,7 +189,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self._heartbeat_check)
             try:
-                for email in await asyncio.to_thread(emails.claim, time.time(), self.lease_s):
+                while email := await asyncio.to_thread(emails.claim, time.time()):
                     error = None
                     try:
                         await asyncio.to_thread(mailer.send, email.to_address, email.subject, email.body)

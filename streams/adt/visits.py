@@ -180,9 +180,10 @@ def _merge(state: VisitState, event: AdtEvent) -> None:
 
 
 def _cancellation(original: str, state: VisitState, event: AdtEvent, now_ms: int) -> Alert:
-    """Stable per cancel message: the same A11 resent is one notice, a second A11 after a new
-    admission another."""
-    cancelled = _alert(CANCELLED, state, event, now_ms, key=f"{state.visit_key}|{event.message_control_id}")
+    """Stable per cancel message and alert withdrawn: the same A11 resent is one notice, a second A11
+    after a new admission another, and an A11 withdrawing the ED visit and the admission two."""
+    cancelled = _alert(CANCELLED, state, event, now_ms,
+                       key=f"{state.visit_key}|{event.message_control_id}|{original}")
     withdrawn_key = _key(state, original, state.withdrawals[original] - 1)
     cancelled.cancels_alert_id, cancelled.cancels_alert_type = alert_id(original, withdrawn_key), original
     cancelled.patient_class = state.patient_class or ("E" if original == ED_VISIT else None)
