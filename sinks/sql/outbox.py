@@ -247,15 +247,14 @@ class Outbox:
         return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format)
                          .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
 
-    def _lock(self, s: Session, organizations: Collection[str] = (), ids: Collection[str] = ()) -> None:
-        """Row locks (PostgreSQL) on the subscriptions a transaction is about to write: those of the
-        organizations and those named, in one statement, in id order. Every writer of event counters
-        and subscription status takes its locks this way, as :meth:`_subscriptions` does, so two
-        sinks writing the same subscriptions at once wait for each other instead of deadlocking."""
-        t = Subscription.__table__.c
-        wanted = [*([t.organization_id.in_(organizations)] if organizations else []),
-                  *([t.id.in_(ids)] if ids else [])]
+    @staticmethod
+    def _lock(s: Session, *wanted: Any) -> None:
+        """Row locks (PostgreSQL) on the subscriptions a transaction is about to write, those any of
+        the conditions selects, in one statement, in id order. Every writer of event counters and
+        subscription status takes its locks this way, as :meth:`_subscriptions` does, so two sinks
+        writing the same subscriptions at once wait for each other instead of deadlocking."""
         if wanted:
+            t = Subscription.__table__.c
             s.execute(select(t.id).where(or_(*wanted)).order_by(t.id).with_for_update()).all()
 
     def _consenting(self, s: Session, member_id: str) -> set[str]:
@@ -357,7 +356,7 @@ class Outbox:
         if not orgs:
             return 0
         with self._session.begin() as s:
-            self._lock(s, organizations=orgs)
+            self._lock(s, Subscription.organization_id.in_(orgs))
             wanting = self._wanting(s, orgs, ATTRIBUTION_CHANGED)
             pairs: list[tuple[Any, _Event]] = []
             for c in changes:
@@ -467,9 +466,11 @@ class Outbox:
         failed = [r for r in results if r.decision.outcome != "delivered"]
         notices = 0
         with self._session.begin() as s:
-            # A failure may tell the organization's other subscriptions, or disable its own.
-            self._lock(s, organizations={r.job.organization_id for r in failed},
-                       ids={r.job.subscription_id for r in delivered})
+            # A failure may tell the organization's other subscriptions, or disable its own; a success
+            # writes only a subscription that was failing, so most successes lock nothing.
+            self._lock(s, Subscription.organization_id.in_({r.job.organization_id for r in failed}),
+                       and_(Subscription.id.in_({r.job.subscription_id for r in delivered}),
+                            Subscription.failing_since.is_not(None)))
             if results:
                 s.execute(insert(DeliveryAttempt), [{
                     "webhook_id": r.job.webhook_id, "attempt": r.job.attempts + 1, "at": r.at,
