@@ -200,3 +200,12 @@ def test_an_organization_sees_the_numbers_behind_its_attribution_but_not_the_mem
         (PCP_B, "ORG-B", 2, 1), (None, None, 2, 2)]  # the competition's numbers stay
     assert json.dumps(explanation_for(full, "ORG-A")).count("ORG-B") == 0  # and the other way round
     assert explanation_for(full, "ORG-A")["organization_id"] == "another organization"
+
+
+def test_an_organization_the_member_had_before_is_hidden_even_where_it_is_no_candidate():
+    explanation = {"organization_id": "ORG-B", "npi": PCP_B, "reason": "most visits", "candidates": [],
+                   "steps": ["step 1 member_selected_pcp: selected PCP 1000000009 belongs to ORG-X, removed by an "
+                             "accepted dispute"], "unknown_npis": []}
+    seen = explanation_for(explanation, "ORG-B", {"ORG-X"})
+    assert seen["steps"] == ["step 1 member_selected_pcp: selected PCP another provider belongs to another "
+                             "organization, removed by an accepted dispute"]

@@ -52,13 +52,14 @@ def add_routes(api: Api, p: Pipeline) -> None:
         history = [table_row(h) for h in await run(store.attribution.history, member_id)]
         if not org.plan_level:  # type: ignore[union-attr]
             # Its own periods, and the decisions without the member's other providers named.
-            history = [{**h, "reason": scrubber({h["npi"]})(h["reason"])} for h in history
+            others = {h["organization_id"] for h in history} - {org.id}  # type: ignore[union-attr]
+            history = [{**h, "reason": scrubber({h["npi"]}, others)(h["reason"])} for h in history
                        if h["organization_id"] == org.id]  # type: ignore[union-attr]
             if row is not None:
-                row["explanation"] = explanation_for(row["explanation"], org.id)  # type: ignore[union-attr]
+                row["explanation"] = explanation_for(row["explanation"], org.id, others)  # type: ignore
                 row["reason"] = row["explanation"]["reason"]
             if live is not None:
-                live = explanation_for(live, org.id)  # type: ignore[union-attr]
+                live = explanation_for(live, org.id, others)  # type: ignore[union-attr]
         return 200, {"current": row, "history": history, "live": live}
 
     @api.route("get", "/gaps/{member_id}", "The member's care gaps in their latest status (status=open for the "

@@ -13,14 +13,16 @@ OTHER_PROVIDER, OTHER_ORGANIZATION = "another provider", "another organization"
 _NPI = re.compile(r"(?<!\d)\d{10}(?!\d)")
 
 
-def explanation_for(explanation: Mapping[str, Any], organization_id: str) -> dict[str, Any]:
+def explanation_for(explanation: Mapping[str, Any], organization_id: str,
+                    other_organizations: Collection[str] = ()) -> dict[str, Any]:
     """An explanation (``Decision.to_dict``) as ``organization_id`` may see it: candidates of other
     organizations, or of none known, keep their numbers and rank but lose their NPI and
-    organization, also where the text of a step or the reason names them."""
+    organization, also where the text of a step or the reason names them or one of
+    ``other_organizations`` (those the caller knows the member had)."""
     candidates = explanation.get("candidates") or []
     own = [c for c in candidates if c.get("organization_id") == organization_id]
-    hide = scrubber({c["npi"] for c in own}, {c["organization_id"] for c in candidates
-                                              if c.get("organization_id") not in (None, organization_id)})
+    others = {c["organization_id"] for c in candidates if c.get("organization_id")} | set(other_organizations)
+    hide = scrubber({c["npi"] for c in own}, others - {organization_id})
     shown: dict[str, Any] = {
         **explanation, "unknown_npis": [], "reason": hide(explanation.get("reason") or ""),
         "steps": [hide(step) for step in explanation.get("steps") or []],
