@@ -94,6 +94,19 @@ def test_claims_kept_current_between_reads_match_claims_worked_out_afresh(order)
         assert spans(ledger) == spans(afresh)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(MESSAGES + MESSAGES[3:6]), st.sampled_from([dt.date(2025, 6, 30), dt.date(2026, 3, 1)]))
+def test_candidate_statistics_kept_current_between_decisions_match_statistics_worked_out_afresh(order, as_of):
+    ledger = Ledger()
+    for m in order:
+        add(ledger, m)
+        kept = evaluate("M1", ledger, PROVIDERS, [], as_of)  # counts the new claim into what it kept
+        assert kept == evaluate("M1", Ledger.from_dict(ledger.to_dict()), PROVIDERS, [], as_of)
+    later = dt.date(2027, 4, 15)  # another day: visits of April 2025 have left the lookback
+    assert evaluate("M1", ledger, PROVIDERS, [], later) == evaluate("M1", Ledger.from_dict(ledger.to_dict()),
+                                                                     PROVIDERS, [], later)
+
+
 def test_latest_date_covers_claims_and_fills():
     from streams.claims.ledger import latest_date
 

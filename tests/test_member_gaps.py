@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.attribution.members import MemberState, apply, check, keep_gaps
+from streams.attribution.members import MemberState, apply, check, keep_cohorts, keep_gaps
 from streams.caregaps.lifecycle import Status
 from streams.caregaps.member import Member, Visit, gap_from_dict, gap_to_dict, update, wakeup
 from streams.claims.ledger import EffectiveClaim, Line
@@ -274,4 +274,10 @@ def test_re_evaluating_only_the_measures_a_message_touches_gives_what_evaluating
         keep_gaps(partial, today, affects.gaps, conditions_only=affects.conditions_only)
         apply(full, message)
         keep_gaps(full, today)
+        keep_cohorts(full, today)
         assert partial.gaps == full.gaps
+        # What is kept of the claims between messages (diagnoses, first service dates) must give
+        # what a state recovered from its changelog, which keeps nothing, works out.
+        recovered = MemberState.from_dict(full.to_dict())
+        assert keep_gaps(recovered, today) == [] and recovered.gaps == full.gaps
+        assert not keep_cohorts(recovered, today) and recovered.cohorts == full.cohorts

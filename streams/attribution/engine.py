@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from streams.attribution.methods import Method, MethodError, Step, method_for
-from streams.claims.ledger import Ledger, covering, effective_claims, spans
+from streams.claims.ledger import EffectiveClaim, Ledger, covering, spans, summary
 
 
 class Candidate(NamedTuple):
@@ -99,6 +99,34 @@ class _Stats:
     last: str = ""  # the latest of ``dates``, kept as they are added
 
 
+class _Tally:
+    """Each provider's services that a step counts, inside its lookback as of one day. Kept on the
+    ledger (:func:`streams.claims.ledger.summary`), so a new claim adds its lines to it rather than
+    every claim of the member being counted again."""
+
+    def __init__(self, step: Step, as_of: dt.date):
+        self.as_of, self._day = as_of, as_of.isoformat()
+        self._counts, self._months = step.codeset.__contains__, step.lookback_months
+        self.stats: dict[str, _Stats] = {}
+        self.first_expiry: dt.date | None = None  # the earliest date a counted service leaves the lookback
+
+    def add(self, claim: EffectiveClaim) -> None:
+        for line in claim.lines:
+            served = line.service_date
+            if not line.npi or served > self._day or not self._counts(line.procedure_code):
+                continue
+            expires = _lookback_end(served, self._months)
+            if expires <= self.as_of:
+                continue
+            if self.first_expiry is None or expires < self.first_expiry:
+                self.first_expiry = expires
+            s = self.stats.get(line.npi) or self.stats.setdefault(line.npi, _Stats())
+            s.dates.add(served)
+            s.allowed += line.allowed
+            if served > s.last:
+                s.last = served
+
+
 def evaluate(member_id: str, ledger: Ledger, providers: Mapping[str, Mapping[str, Any]],
              overrides: list[Mapping[str, Any]], as_of: dt.date) -> Decision:
     review = _Review(as_of)
@@ -160,7 +188,6 @@ class _Result:
 def _run_steps(method: Method, span, ledger: Ledger, providers, excluded: set[str], as_of: dt.date,
                review: _Review) -> _Result:
     result = _Result()
-    claims = effective_claims(ledger)
     for number, step in enumerate(method.steps, start=1):
         if step.rule == "member_selected_pcp":
             outcome = _selected_pcp(step, span, providers, excluded, as_of, review)
@@ -169,10 +196,10 @@ def _run_steps(method: Method, span, ledger: Ledger, providers, excluded: set[st
                 result.organization_id, result.npi = outcome[0], outcome[1]
                 result.rule, result.reason = "member_selected_pcp", outcome[2]
                 # Candidates are still worth showing: they explain what the choice overrides.
-                result.candidates, result.unknown = _plurality_for_display(method, claims, providers, excluded, as_of)
+                result.candidates, result.unknown = _plurality_for_display(method, ledger, providers, excluded, as_of)
                 return result
         else:
-            candidates, unknown, winner, note = _plurality(step, claims, providers, excluded, as_of, review)
+            candidates, unknown, winner, note = _plurality(step, ledger, providers, excluded, as_of, review)
             result.log.append(f"step {number} plurality of {step.measure} ({step.codeset.id}, "
                               f"{step.lookback_months} months): {note}")
             result.candidates, result.unknown = candidates, unknown
@@ -202,27 +229,12 @@ def _selected_pcp(step: Step, span, providers, excluded, as_of, review) -> tuple
     return org, npi, f"member selected PCP {npi} ({org})"
 
 
-def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: _Review):
-    stats: dict[str, _Stats] = {}
+def _plurality(step: Step, ledger: Ledger, providers, excluded, as_of: dt.date, review: _Review):
+    tally = summary(ledger, ("tally", step.codeset.id, step.lookback_months), lambda: _Tally(step, as_of),
+                    usable=lambda t: t.as_of == as_of)
+    stats = tally.stats
     day = as_of.isoformat()
-    counts, months = step.codeset.__contains__, step.lookback_months
-    first_expiry = None  # the earliest date a counted service leaves the lookback
-    for claim in claims:
-        for line in claim.lines:
-            served = line.service_date
-            if not line.npi or served > day or not counts(line.procedure_code):
-                continue
-            expires = _lookback_end(served, months)
-            if expires <= as_of:
-                continue
-            if first_expiry is None or expires < first_expiry:
-                first_expiry = expires
-            s = stats.get(line.npi) or stats.setdefault(line.npi, _Stats())
-            s.dates.add(served)
-            s.allowed += line.allowed
-            if served > s.last:
-                s.last = served
-    review.at(first_expiry)
+    review.at(tally.first_expiry)
     unknown = tuple(sorted(npi for npi in stats if npi not in providers))
     tiers = step.tier_of
     rows = []
@@ -261,11 +273,11 @@ def _plurality(step: Step, claims, providers, excluded, as_of: dt.date, review: 
     return candidates, unknown, winner, note
 
 
-def _plurality_for_display(method: Method, claims, providers, excluded, as_of):
+def _plurality_for_display(method: Method, ledger: Ledger, providers, excluded, as_of):
     step = next((s for s in method.steps if s.rule == "plurality"), None)
     if step is None:
         return (), ()
-    candidates, unknown, _, _ = _plurality(step, claims, providers, excluded, as_of, _Review(as_of))
+    candidates, unknown, _, _ = _plurality(step, ledger, providers, excluded, as_of, _Review(as_of))
     return candidates, unknown
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -43,6 +44,7 @@ from streams.claims.ledger import (
     effective_claims,
     effective_fills,
     spans,
+    summary,
 )
 from streams.models import (
     AttributionChange,
@@ -228,7 +230,8 @@ def member_facts(state: MemberState, as_of: dt.date) -> GapFacts:
                       dt.date.fromisoformat(s.coverage_end[:10]) if s.coverage_end else None)
                      for s in spans(state.ledger))
     return GapFacts(birth, span.sex if span else None, span.product_line if span else None,
-                    effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)), coverage)
+                    effective_claims(state.ledger), state.visits, tuple(effective_fills(state.ledger)), coverage,
+                    kept=partial(summary, state.ledger))
 
 
 def keep_cohorts(state: MemberState, as_of: dt.date, facts: GapFacts | None = None) -> bool:

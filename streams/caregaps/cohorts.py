@@ -9,7 +9,7 @@ import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from streams.attribution.engine import add_months
@@ -87,14 +87,20 @@ def cohorts() -> dict[str, Cohort]:
     return rule_files("cohorts", parse_cohort, CohortError)
 
 
+@lru_cache(maxsize=256)  # a few rules and days: each cohort evaluation would compute it again
+def _since(today: dt.date, months: int) -> str:
+    return add_months(today, -months).isoformat()
+
+
 def holds(rule: Rule, member: Member, today: dt.date) -> bool:
-    since = add_months(today, -rule.months).isoformat()
+    since = _since(today, rule.months)
     if rule.rule == "ed_visits":
         return sum(v.kind == EncounterKind.ED_VISIT and since <= v.day.isoformat() <= today.isoformat()
                    for v in member.visits) >= rule.at_least
     if rule.rule == "allowed_amount":
-        return sum(line.allowed for served, c in member.first_service_dates() if since <= served
-                   for line in c.lines) >= rule.at_least
+        # In cents: a sum's last bits depend on the order the claims were added in.
+        return round(sum(line.allowed for served, c in member.first_service_dates() if since <= served
+                         for line in c.lines), 2) >= rule.at_least
     assert rule.codeset is not None
     return len({group for served, group in member.diagnosed(rule.codeset) if since <= served}) >= rule.at_least
 

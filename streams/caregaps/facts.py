@@ -1,12 +1,14 @@
 """What the measures read about one member: coverage, effective claims and fills, and ADT visits."""
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.caregaps.pdc import Stay
-from streams.claims.ledger import EffectiveClaim, Fill
+from streams.claims.ledger import EffectiveClaim, Fill, Summary
 from streams.codesets import CodeSet
 from streams.models import EncounterKind
 
@@ -30,21 +32,25 @@ class Member:
     coverage: tuple[tuple[dt.date, dt.date | None], ...] = ()  # spans (first day, last day or open)
     # Answers several measures share (a denominator's conditions), worked out once per evaluation.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Where summaries of the claims are kept between evaluations (the ledger's, see
+    # streams.claims.ledger.summary); without one they are worked out from ``claims`` when read.
+    kept: Callable[[Any, Callable[[], Summary]], Any] | None = field(default=None, compare=False, repr=False)
 
     def first_service_dates(self) -> list[tuple[str, EffectiveClaim]]:
         """(first service date, claim) of the claims with lines."""
-        if "first_service" not in self.memo:
-            self.memo["first_service"] = [(min(line.service_date for line in c.lines), c)
-                                          for c in self.claims if c.lines]
-        return self.memo["first_service"]
+        return self._summary("first_service", FirstServices).rows
 
     def diagnosed(self, codes: CodeSet) -> list[tuple[str, str]]:
         """(first service date, group) of every diagnosis of the code set on the member's claims."""
-        key = ("diagnosed", codes.id)
+        return self._summary(("diagnosed", codes.id), lambda: Diagnoses(codes)).rows
+
+    def _summary(self, key: Any, make: Callable[[], Summary]) -> Any:
+        if self.kept is not None:
+            return self.kept(key, make)
         if key not in self.memo:
-            self.memo[key] = [(served, group) for served, claim in self.first_service_dates()
-                              for code in claim.diagnosis_codes
-                              if codes.has_diagnosis(code) and (group := codes.group_of(code))]
+            self.memo[key] = made = make()
+            for claim in self.claims:
+                made.add(claim)
         return self.memo[key]
 
     def stays(self) -> list[Stay]:
@@ -52,3 +58,35 @@ class Member:
         admitted = {v.id: v.day for v in self.visits if v.kind == EncounterKind.INPATIENT_ADMISSION}
         return sorted(Stay(admitted[v.id], v.day) for v in self.visits
                       if v.kind == EncounterKind.INPATIENT_DISCHARGE and v.id in admitted and admitted[v.id] <= v.day)
+
+
+class FirstServices:
+    """(first service date, claim) of the claims with lines, in the claims' order (by family), so
+    that what is read from them does not depend on the order the claims arrived in."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, EffectiveClaim]] = []
+
+    def add(self, claim: EffectiveClaim) -> None:
+        if claim.lines:
+            bisect.insort(self.rows, (min(line.service_date for line in claim.lines), claim),
+                          key=lambda row: row[1].family_id)
+
+
+class Diagnoses:
+    """(first service date, group) of the diagnoses of one code set on the claims, by family."""
+
+    def __init__(self, codes: CodeSet):
+        self.codes = codes
+        self.rows: list[tuple[str, str]] = []
+        self._families: list[str] = []
+
+    def add(self, claim: EffectiveClaim) -> None:
+        if not claim.lines:
+            return
+        served = min(line.service_date for line in claim.lines)
+        for code in claim.diagnosis_codes:
+            if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code)):
+                at = bisect.bisect_right(self._families, claim.family_id)
+                self._families.insert(at, claim.family_id)
+                self.rows.insert(at, (served, group))

@@ -32,7 +32,7 @@ from streams.caregaps.lifecycle import (
     apply,
     next_wakeup,
 )
-from streams.caregaps.measures import Adherence, Control, FollowUp, Measure, Screening, measures
+from streams.caregaps.measures import Adherence, Control, FollowUp, Measure, Screening, age_on, measures
 from streams.caregaps.yearly import YearStatus
 from streams.codesets import in_any
 from streams.models import EncounterKind
@@ -125,6 +125,10 @@ def _year_facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
         return
     year = today.year
     key = gap_id(measure.id, str(year))
+    held = gaps.get(key)
+    if (held is None or held.status == Status.NOT_APPLICABLE) and measure.denominator.refuses(
+            age_on(member.birth_date, dt.date(year, 12, 31)), member.sex, member.product_line):
+        return  # outside the denominator as before: no claim changes age, sex or product line
     status = YEAR_EVALUATORS[type(measure.rules)](measure, year, member, today)
     if status.status == "not_applicable":
         if key in gaps:

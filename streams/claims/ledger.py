@@ -8,8 +8,9 @@ The ledger is plain data (dicts and lists) so that it can live in a Faust table 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from streams.models import EligibilitySpan, MedicalClaim, PharmacyClaim
 from streams.models.claims import REPLACEMENT, VOID
@@ -49,6 +50,8 @@ class Ledger:
     # only add families (the common case); a correction makes the next read work them out again.
     _effective: list[EffectiveClaim] | None = field(default=None, repr=False, compare=False)
     _spans: list[EligibilitySpan] | None = field(default=None, repr=False, compare=False)
+    # Summaries of the effective claims (see :func:`summary`), kept and dropped with them.
+    _summaries: dict[Any, Summary] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claims": self.claims, "fills": self.fills, "reversals": self.reversals, "spans": self.spans}
@@ -74,10 +77,37 @@ def add_medical(ledger: Ledger, claim: MedicalClaim) -> bool:
     }
     if not new_family:
         ledger._effective = None
+        ledger._summaries.clear()
     elif ledger._effective is not None:
-        bisect.insort(ledger._effective, _effective(claim.claim_id, claim.claim_id, version),
-                      key=lambda c: c.family_id)
+        effective = _effective(claim.claim_id, claim.claim_id, version)
+        bisect.insort(ledger._effective, effective, key=lambda c: c.family_id)
+        for kept in ledger._summaries.values():
+            kept.add(effective)
     return new_family
+
+
+class Summary(Protocol):
+    """Something worked out from a member's effective claims that one more claim only adds to
+    (candidate statistics, diagnoses of a code set)."""
+
+    def add(self, claim: EffectiveClaim) -> None: ...
+
+
+S = TypeVar("S", bound=Summary)
+
+
+def summary(ledger: Ledger, key: Any, make: Callable[[], S], usable: Callable[[S], bool] = lambda _: True) -> S:
+    """The summary kept under ``key``, made from the effective claims on first read, then kept
+    current by :func:`add_medical` while claims only add families, and made again after a
+    correction or when it is no longer ``usable`` (it was made for another day). Each read would
+    otherwise walk all of a member's claims again, on every message."""
+    found = ledger._summaries.get(key)
+    if found is None or not usable(found):  # type: ignore[arg-type]
+        found = make()
+        for claim in effective_claims(ledger):
+            found.add(claim)
+        ledger._summaries[key] = found
+    return found  # type: ignore[return-value]
 
 
 def add_pharmacy(ledger: Ledger, fill: PharmacyClaim) -> None:
