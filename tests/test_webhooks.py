@@ -361,6 +361,23 @@ async def test_a_refused_address_at_send_time_is_a_failed_attempt(tmp_path):
     assert receiver.requests == [] and store.outbox.status(sub)["pending"] == 1
 
 
+async def test_a_secret_the_worker_cannot_read_fails_attempts_until_exhausted_and_sends_nothing(tmp_path):
+    receiver = Receiver().start()
+    store = new_store(tmp_path)
+    sub = subscribe(store, receiver)
+    store.outbox.save_alerts([make_alert("a1")])
+    # A dispatcher with other keys than the ones the secret was sealed with (a worker checks its keys
+    # when it starts; this one skipped that, as a secret can also be damaged in the database).
+    wrong_keys = Store(f"sqlite:///{tmp_path / 'g.db'}", Sealer.generate(), migrate=False,
+                       egress=Egress(["127.0.0.1"]))
+    await run_until(wrong_keys, settled(wrong_keys), wait_s=10)
+    [delivery] = wrong_keys.deliveries()
+    attempts = wrong_keys.outbox.attempts(delivery.webhook_id)
+    assert delivery.status == "exhausted" and len(attempts) == len(FAST)
+    assert {a.outcome for a in attempts} == {"cannot_sign"} and "signing secret cannot be read" in attempts[0].error
+    assert receiver.requests == [] and wrong_keys.outbox.status(sub)["exhausted"] == 1
+
+
 async def test_fhir_notifications_are_valid_da_vinci_bundles(tmp_path):
     receiver = Receiver().start()
     store = new_store(tmp_path)
