@@ -460,8 +460,9 @@ class Outbox:
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,
-        endpoint.disabled) were queued by it. Successes, the bulk of any batch, are written with
-        one statement per table; failures one by one, since each may disable an endpoint."""
+        endpoint.disabled) were queued by it. Attempts, successes and failures are each written
+        with one statement; then each failing subscription is judged once (disabled when gone or
+        failing for too long)."""
         results = list(results)
         delivered = [r for r in results if r.decision.outcome == "delivered"]
         failed = [r for r in results if r.decision.outcome != "delivered"]
@@ -487,34 +488,42 @@ class Outbox:
                 s.execute(update(Subscription).where(
                     Subscription.id.in_({r.job.subscription_id for r in delivered}),
                     Subscription.failing_since.is_not(None)).values(failing_since=None))
-            for r in failed:
-                notices += self._failed(s, r)
+            if failed:
+                notices += self._failed(s, failed)
         return notices
 
-    def _failed(self, s: Session, r: AttemptResult) -> int:
-        job, decision, attempt = r.job, r.decision, r.job.attempts + 1
-        values: dict[str, Any] = {"attempts": attempt, "last_error": _error(r.result)}
-        if decision.outcome == "exhausted":
-            values.update(status="exhausted")
-        elif decision.outcome == "retry":
-            values.update(next_attempt_at=decision.retry_at)
-        else:  # gone: stays queued, and goes out if the organization enables the endpoint again
-            values.update(next_attempt_at=r.at)
-        s.execute(update(Delivery).where(Delivery.webhook_id == job.webhook_id).values(**values))
+    def _failed(self, s: Session, failed: list[AttemptResult]) -> int:
+        # One statement for the batch: a failing endpoint's results arrive by the hundred.
+        s.connection().execute(
+            update(Delivery.__table__).where(Delivery.__table__.c.webhook_id == bindparam("wid")).values(
+                attempts=bindparam("n"), last_error=bindparam("error"), status=bindparam("st"),
+                next_attempt_at=bindparam("next")),
+            [{"wid": r.job.webhook_id, "n": r.job.attempts + 1, "error": _error(r.result),
+              "st": "exhausted" if r.decision.outcome == "exhausted" else "pending",
+              # gone: stays queued, and goes out if the organization enables the endpoint again
+              "next": r.decision.retry_at if r.decision.outcome == "retry" else r.at} for r in failed])
         notices = 0
-        if decision.outcome == "exhausted":
-            WEBHOOKS_EXHAUSTED.inc()
-            notices += self.notify(s, job.organization_id, "delivery.exhausted", f"exhausted|{job.webhook_id}", {
-                "subscription_id": job.subscription_id, "webhook_id": job.webhook_id, "event_type": job.event_type,
-                "alert_id": job.alert_id, "attempts": attempt, "last_error": values["last_error"]},
-                exclude=job.subscription_id)
-        sub = s.get_one(Subscription, job.subscription_id)
-        if sub.failing_since is None:
-            sub.failing_since = r.at
-        if decision.outcome == "gone":
-            notices += self.disable(s, sub, "the endpoint answered 410 Gone", r.at)
-        elif r.at - sub.failing_since >= self.disable_after_s:
-            notices += self.disable(s, sub, f"failing since {utc_iso(sub.failing_since)}", r.at)
+        for r in failed:
+            if r.decision.outcome == "exhausted":
+                WEBHOOKS_EXHAUSTED.inc()
+                job = r.job
+                notices += self.notify(s, job.organization_id, "delivery.exhausted", f"exhausted|{job.webhook_id}", {
+                    "subscription_id": job.subscription_id, "webhook_id": job.webhook_id,
+                    "event_type": job.event_type, "alert_id": job.alert_id, "attempts": job.attempts + 1,
+                    "last_error": _error(r.result)}, exclude=job.subscription_id)
+        by_subscription: dict[str, list[AttemptResult]] = {}
+        for r in failed:
+            by_subscription.setdefault(r.job.subscription_id, []).append(r)
+        for subscription_id, results in by_subscription.items():
+            sub = s.get_one(Subscription, subscription_id)
+            if sub.failing_since is None:
+                sub.failing_since = min(r.at for r in results)
+            gone = next((r for r in results if r.decision.outcome == "gone"), None)
+            last = max(r.at for r in results)
+            if gone:
+                notices += self.disable(s, sub, "the endpoint answered 410 Gone", gone.at)
+            elif last - sub.failing_since >= self.disable_after_s:
+                notices += self.disable(s, sub, f"failing since {utc_iso(sub.failing_since)}", last)
         return notices
 
     def disable(self, s: Session, sub: Subscription, reason: str, at: float) -> int:
