@@ -241,6 +241,26 @@ def test_an_ed_visit_whose_diagnosis_comes_later_opens_fum_then():
     assert apply(state, diagnosed).gaps == frozenset()  # redelivered: nothing to do
 
 
+def test_a_follow_up_gap_goes_when_the_hospital_cancels_its_visit_and_returns_if_the_visit_happens_after_all():
+    state = MemberState()
+    apply(state, span(product_line="COMMERCIAL"))
+    diagnosed = Encounter("F|V7", "M1", "ed_visit", "2026-03-01", "F", 1, diagnoses=["F32.9"])
+    apply(state, diagnosed)
+    assert {e.gap.measure_id for e in keep_gaps(state, D(2026, 3, 1)) if e.kind == "gap.opened"} >= {"FUM-7"}
+    cancelled = Encounter("F|V7", "M1", "ed_visit", "", "F", 2, withdrawn=True)
+    check(cancelled, D(2026, 3, 2))  # no day needed to name the visit withdrawn
+    affects = apply(state, cancelled)
+    excluded = keep_gaps(state, D(2026, 3, 2), affects.gaps)
+    assert {e.gap.measure_id for e in excluded} >= {"FUM-7", "FUM-30"}
+    assert {e.kind for e in excluded} == {"gap.excluded"}
+    assert {e.detail["reason"] for e in excluded} == {"the hospital cancelled the visit"}
+    assert apply(state, cancelled).gaps == frozenset()  # the withdrawal redelivered: nothing to do
+    assert keep_gaps(state, D(2026, 3, 3)) == []  # and it stays withdrawn
+    apply(state, diagnosed)  # registered again after all
+    reopened = keep_gaps(state, D(2026, 3, 3))
+    assert {e.gap.measure_id for e in reopened if e.kind == "gap.opened"} >= {"FUM-7", "FUM-30"}
+
+
 def _claim_with(claim_id, day, code, dx):
     claim = visit(claim_id, "1000000001", day, code=code)
     claim.diagnosis_codes = list(dx)

@@ -100,6 +100,17 @@ def test_a_cancel_withdraws_the_alerts_it_undoes_and_a_new_event_raises_them_aga
     assert len({a.alert_id for a in withdrawn}) == 2  # two notices, not one id kept twice
 
 
+def test_a_cancel_withdraws_what_care_gaps_were_told_and_a_new_event_tells_them_again():
+    def told(*events):
+        return encounters(*(timed(e, "2026-03-01T10:00:00") for e in events), fields=("kind", "withdrawn"))
+
+    assert told(adt("A04", "1"), adt("A11", "2"), adt("A11", "2"), adt("A04", "3")) == [
+        ("ed_visit", False), ("ed_visit", True), ("ed_visit", False)]
+    assert told(adt("A01", "1", "I"), adt("A03", "2", "I"), adt("A13", "3", "I")) == [
+        ("inpatient_admission", False), ("inpatient_discharge", False), ("inpatient_discharge", True)]
+    assert told(adt("A03", "1", "O"), adt("A13", "2", "O")) == []  # never told: nothing to withdraw
+
+
 def test_a_different_visit_raises_its_own_alert():
     _, a1 = run(adt("A04", "1", visit="V1"))
     _, a2 = run(adt("A04", "1", visit="V2"))
@@ -126,12 +137,12 @@ def test_state_round_trips_through_a_dict():
     assert VisitState.from_dict(state.to_dict()) == state
 
 
-def encounters(*events):
+def encounters(*events, fields=("kind", "day", "member_id")):
     state, found = None, []
     for i, e in enumerate(events):
         outcome = apply(state, e, now_ms=10_000 + i)
         state, found = outcome.state, found + outcome.encounters
-    return [(e.kind, e.day, e.member_id) for e in found]
+    return [tuple(getattr(e, f) for f in fields) for e in found]
 
 
 def timed(event, when):

@@ -117,7 +117,26 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
     state.alerts_raised += raised
     alerts = [_alert(alert_type, state, event, now_ms) for alert_type in raised]
     alerts = [_cancellation(original, state, event, now_ms) for original in withdrawn] + alerts
-    return Outcome(state, duplicate=repeated_event, alerts=alerts, encounters=_encounters(state, event))
+    return Outcome(state, duplicate=repeated_event, alerts=alerts,
+                   encounters=_withdrawn_encounters(state, withdrawn, event) + _encounters(state, event))
+
+
+# The care-gap view of each alert a cancel withdraws.
+ENCOUNTER_OF = {ED_VISIT: EncounterKind.ED_VISIT, ADMIT: EncounterKind.INPATIENT_ADMISSION,
+                DISCHARGE: EncounterKind.INPATIENT_DISCHARGE}
+
+
+def _withdrawn_encounters(state: VisitState, withdrawn: list[str], event: AdtEvent) -> list[Encounter]:
+    """A cancelled visit, admission or discharge that care gaps were told of is withdrawn from them
+    too: a follow-up gap it opened goes (``gap.excluded``). Told again if the event happens after all."""
+    found = []
+    for kind in (ENCOUNTER_OF[t] for t in withdrawn):
+        if state.member_id and kind in state.encounters_sent:
+            state.encounters_sent.remove(kind)
+            found.append(Encounter(encounter_id=state.visit_key, member_id=state.member_id, kind=kind,
+                                   day=(event.event_time or state.admit_time or "")[:10], facility=state.facility,
+                                   received_at_ms=event.received_at_ms, withdrawn=True))
+    return found
 
 
 def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:

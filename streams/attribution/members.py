@@ -132,7 +132,8 @@ def check(message: Message, today: dt.date) -> dt.date | None:
         if message.kind not in VISIT_KINDS:
             raise validation.InvalidRecord("invalid_encounter_kind", f"encounter kind {message.kind!r} is not one of "
                                                                      f"{', '.join(VISIT_KINDS)}")
-        validation.parse_date(message.day, "encounter day")
+        if not message.withdrawn:  # a withdrawal names the visit; its day is not needed
+            validation.parse_date(message.day, "encounter day")
         return None
     validation.parse_date(message.effective_from, "override effective date")
     return None
@@ -156,6 +157,11 @@ def apply(state: MemberState, message: Message) -> Affects:
         known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels
         return Affects(False, measures_reading(known["n"] if known else message.ndc11, False))
     if isinstance(message, Encounter):
+        if message.withdrawn:
+            kept = [v for v in state.visits if (v.id, v.kind) != (message.encounter_id, message.kind)]
+            changed, state.visits = len(kept) != len(state.visits), kept
+            return Affects(False, every_measure() if changed else frozenset(),
+                           changed and message.kind == EncounterKind.ED_VISIT)
         visit = Visit(message.encounter_id, message.kind, dt.date.fromisoformat(message.day[:10]),
                       tuple(message.diagnoses))
         if visit in state.visits:

@@ -97,6 +97,13 @@ def _facts(measure: Measure, gaps: Mapping[str, Gap], member: Member,
 def _followup_facts(measure: Measure, rules: FollowUp, gaps: Mapping[str, Gap], member: Member,
                     today: dt.date) -> Iterable[tuple[str, list[Fact]]]:
     triggers = [v for v in member.visits if v.kind == rules.trigger and v.day <= today]
+    # A gap whose visit is gone although still young enough to be remembered: the hospital
+    # cancelled the visit (A11, A13), so the gap was never one.
+    known = {v.id for v in member.visits if v.kind == rules.trigger}
+    for key, gap in gaps.items():
+        if (gap.measure_id == measure.id and gap.trigger_id not in known and gap.status != Status.NOT_APPLICABLE
+                and today - gap.window_start < VISIT_MEMORY):
+            yield key, [Excluded("the hospital cancelled the visit")]
     if not triggers:
         return
     admissions = [v.day for v in member.visits if v.kind == EncounterKind.INPATIENT_ADMISSION]

@@ -23,6 +23,7 @@ class Encounter(Record):
     facility: str
     received_at_ms: int
     diagnoses: list[str] = field(default_factory=list)
+    withdrawn: bool = False  # cancelled by the hospital (A11, A13)
 
 
 @dataclass(slots=True)
