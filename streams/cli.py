@@ -242,11 +242,15 @@ def roster_load(file: Path, actor: str, reason: str | None, effective_from: str 
 
     try:
         entries, problems = read(file, RosterEntry)
-        overrides = open_store(_settings()).attribution.assign(
+        done = open_store(_settings()).attribution.assign(
             entries, f"cli:{actor}", reason or f"plan roster {file.name}", effective_from, expires_on)
     except ValueError as exc:  # a bad header or date; DisputeError is one too
         raise Failure(str(exc)) from exc
-    _publish(overrides, problems)
+    for organization, rows in sorted(done.unknown_organizations.items()):
+        click.echo(f"{file}: {rows} rows name {organization!r}, neither a registered organization nor one in "
+                   f"the provider directory: not assigned", err=True)
+    _publish(done.overrides, problems, {"already_assigned": done.already_assigned,
+                                        "unknown_organization_rows": sum(done.unknown_organizations.values())})
 
 
 @main.group()

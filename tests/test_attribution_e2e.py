@@ -152,14 +152,23 @@ def test_an_accepted_add_dispute_attributes_a_member_nobody_had(worker):
 
 
 def test_a_plan_roster_assigns_members_audited_and_reports_bad_rows(worker, tmp_path):
+    organization_token(worker.env, "ORG-ROSTER")  # registered: a roster may name only known organizations
     roster = tmp_path / "roster.csv"
-    roster.write_text("member_id,organization_id,npi\n-1000014,ORG-ROSTER,\n-1000099,,\n")
-    loaded = subprocess.run([sys.executable, "-m", "streams.cli", "roster", "load", str(roster),
-                             "--by", "enrollment@plan", "--effective-from", "2021-01-01"],
-                            env=worker.env, capture_output=True, text=True, timeout=60)
+    roster.write_text("member_id,organization_id,npi\n-1000014,ORG-ROSTER,\n-1000099,,\n-1000015,ORG-ROSTR,\n")
+
+    def load() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streams.cli", "roster", "load", str(roster),
+                               "--by", "enrollment@plan", "--effective-from", "2021-01-01"],
+                              env=worker.env, capture_output=True, text=True, timeout=60)
+
+    loaded = load()
     assert loaded.returncode == 0, loaded.stderr
-    assert json.loads(loaded.stdout) == {"published": 1, "problems": 1}
+    assert json.loads(loaded.stdout) == {"published": 1, "problems": 1, "already_assigned": 0,
+                                         "unknown_organization_rows": 1}
     assert "roster.csv:3: bad_row: empty organization_id" in loaded.stderr
+    assert "1 rows name 'ORG-ROSTR', neither a registered organization" in loaded.stderr
+    # Loaded again (say its publishing had failed): published again, recorded once.
+    assert json.loads(load().stdout)["already_assigned"] == 1
     wait_for(lambda: current(worker, "-1000014")["organization_id"] == "ORG-ROSTER", 30, message="the roster applied")
     assert current(worker, "-1000014")["rule"] == "dispute_add"
     [assignment] = call(worker.web_port, "/disputes?member_id=-1000014", token=worker.plan)[1]

@@ -97,3 +97,23 @@ def test_subscriptions_and_deliveries_from_before_0005_are_carried_over(tmp_path
     assert (sub["status"], sub["event_types"]) == ("paused", ["adt.*"])
     [d] = store.deliveries()
     assert (d.status, d.organization_id, d.member_id, d.created_at) == ("exhausted", "ORG1", "M1", 5.0)
+
+
+def test_a_roster_loaded_twice_assigns_once_and_refuses_organizations_no_one_knows(store):
+    from streams.models import Provider, RosterEntry
+
+    store.subscriptions.add_organization("ORG-A", "A", "test")
+    store.directory.record_many([Provider(npi="1000000001", name="Dr B", role="PRIMARY_CARE_PHYSICIAN",
+                                          organization_id="ORG-B")])
+    roster = [RosterEntry(member_id=m, organization_id=org)
+              for m, org in (("M1", "ORG-A"), ("M2", "ORG-B"), ("M3", "ORG-TYPO"), ("M4", "ORG-TYPO"))]
+    first = store.attribution.assign(roster, "cli:plan", "roster 1", "2026-01-01")
+    assert [(o.member_id, o.organization_id) for o in first.overrides] == [("M1", "ORG-A"), ("M2", "ORG-B")]
+    assert (first.already_assigned, first.unknown_organizations) == (0, {"ORG-TYPO": 2})
+    # Again, as after a failed publish: the same overrides, nothing recorded twice.
+    again = store.attribution.assign(roster, "cli:plan", "roster 1", "2026-01-01")
+    assert [o.dispute_id for o in again.overrides] == [o.dispute_id for o in first.overrides]
+    assert again.already_assigned == 2 and len(store.attribution.disputes(member_id="M1")) == 1
+    # Other dates are another assignment.
+    later = store.attribution.assign(roster[:1], "cli:plan", "roster 2", "2026-07-01")
+    assert later.already_assigned == 0 and len(store.attribution.disputes(member_id="M1")) == 2

@@ -6,12 +6,21 @@ import datetime as dt
 import json
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.sql.models import AttributionCurrent, AttributionListVersion, AttributionPeriod, Dispute, DisputeEvent
+from sinks.sql.models import (
+    AttributionCurrent,
+    AttributionListVersion,
+    AttributionPeriod,
+    Dispute,
+    DisputeEvent,
+    Organization,
+    ProviderRow,
+)
 from sinks.webhooks.payloads import utc_iso
 from streams.models import AttributionChange, AttributionOverride, RosterEntry
 
@@ -152,24 +161,46 @@ class AttributionStore:
             return dispute, _override(dispute, reason)
 
     def assign(self, entries: list[RosterEntry], actor: str, reason: str, effective_from: str | None = None,
-               expires_on: str | None = None) -> list[AttributionOverride]:
+               expires_on: str | None = None) -> Assignment:
         """A plan's roster: each entry becomes an "add" decision the plan both submits and accepts, in one
-        transaction, audited and revocable like any dispute. Returns the overrides the worker must apply."""
+        transaction, audited and revocable like any dispute. An entry naming an organization neither
+        registered nor in the provider directory is refused (a typo would attribute members to no
+        one). Loading the same roster again adds nothing: an entry already in force as an accepted
+        assignment with the same dates is kept, and its override is returned again, so that a load
+        whose publishing failed is completed by running it once more."""
         if not reason.strip():
             raise DisputeError("a roster needs a reason")
         at = _now()
         start, end = _date(effective_from) or at[:10], _date(expires_on)
         if end and end <= start:
             raise DisputeError("expires_on must be after effective_from")
-        disputes = [Dispute(id=f"dsp_{uuid.uuid4().hex[:16]}", member_id=e.member_id, organization_id=e.organization_id,
-                            kind="add", npi=e.npi, reason=reason, status="accepted", effective_from=start,
-                            expires_on=end, decided_at=at) for e in entries]
+        result = Assignment()
         with self._session.begin() as s:
+            known = set(s.scalars(select(Organization.id))) | set(
+                s.scalars(select(ProviderRow.organization_id).where(ProviderRow.organization_id.is_not(None))))
+            held = {(d.member_id, d.organization_id, d.npi): d for d in s.scalars(select(Dispute).where(
+                Dispute.status == "accepted", Dispute.kind == "add", Dispute.effective_from == start,
+                Dispute.expires_on.is_(None) if end is None else Dispute.expires_on == end))}
+            disputes = []
+            for e in entries:
+                if e.organization_id not in known:
+                    result.unknown_organizations[e.organization_id] = (
+                        result.unknown_organizations.get(e.organization_id, 0) + 1)
+                elif (found := held.get((e.member_id, e.organization_id, e.npi))) is not None:
+                    result.overrides.append(_override(found, found.reason))
+                    result.already_assigned += 1
+                else:
+                    held[(e.member_id, e.organization_id, e.npi)] = dispute = Dispute(
+                        id=f"dsp_{uuid.uuid4().hex[:16]}", member_id=e.member_id, organization_id=e.organization_id,
+                        kind="add", npi=e.npi, reason=reason, status="accepted", effective_from=start,
+                        expires_on=end, decided_at=at)
+                    disputes.append(dispute)
             s.add_all(disputes)
             s.flush()
             s.add_all([DisputeEvent(dispute_id=d.id, action=action, actor=actor, at=at, reason=reason)
                        for d in disputes for action in ("submitted", "accepted")])
-        return [_override(d, reason) for d in disputes]
+        result.overrides += [_override(d, reason) for d in disputes]
+        return result
 
     def revoke(self, dispute_id: str, actor: str, reason: str) -> AttributionOverride:
         with self._session.begin() as s:
@@ -208,6 +239,14 @@ class AttributionStore:
         if dispute.status != "pending":
             raise DisputeError(f"dispute {dispute_id} is already {dispute.status}")
         return dispute
+
+
+@dataclass
+class Assignment:
+    """What loading a roster did: the overrides the worker must apply (new and already held ones)."""
+    overrides: list[AttributionOverride] = field(default_factory=list)
+    already_assigned: int = 0
+    unknown_organizations: dict[str, int] = field(default_factory=dict)  # refused: organization -> rows
 
 
 def _date(value: str | None) -> str | None:
