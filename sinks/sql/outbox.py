@@ -35,7 +35,13 @@ from sinks.sql.sealing import Sealer, SealError
 from sinks.webhooks.disclosure import Part2Rule
 from sinks.webhooks.payloads import JSON, envelope, render, utc_iso
 from sinks.webhooks.retries import Decision, Result, outcome_label
-from streams.metrics import ALERTS_ROUTED, DELIVERIES_WITHHELD, ENDPOINTS_DISABLED, WEBHOOKS_EXHAUSTED
+from streams.metrics import (
+    ALERTS_ROUTED,
+    DELIVERIES_WITHHELD,
+    ENDPOINTS_DISABLED,
+    WEBHOOKS_EXHAUSTED,
+    WEBHOOKS_UNSIGNABLE,
+)
 from streams.models import Alert, AttributionChange
 
 log = logging.getLogger(__name__)
@@ -107,7 +113,6 @@ class DeliveryJob:
     member_id: str | None
     event_type: str
     alert_id: str | None
-    cannot_sign: str | None = None  # why there are no secrets: it is attempted, not sent
 
 
 _JOB_COLUMNS = [Delivery.__table__.c[name] for name in (
@@ -139,19 +144,11 @@ def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str
     ).order_by(Delivery.next_attempt_at, Delivery.event_number)
 
 def _job(d: Any, sub: Any, now: float, sealer: Sealer) -> DeliveryJob:
-    cannot_sign = None
-    try:
-        secrets: tuple[str, ...] = (sealer.open(sub.secret),)
-        if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
-            secrets += (sealer.open(sub.previous_secret),)
-    except SealError as exc:
-        # Still handed out, to fail as an attempt: it is retried on the schedule and, unless the keys
-        # are mended, exhausted with a notice, rather than leased again and again with nothing recorded.
-        log.error("cannot sign for subscription %s: %s", sub.id, exc)
-        secrets, cannot_sign = (), f"the subscription's signing secret cannot be read: {exc}"
+    secrets = (sealer.open(sub.secret),)
+    if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
+        secrets += (sealer.open(sub.previous_secret),)
     return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
-                       d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id,
-                       cannot_sign)
+                       d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
 @dataclass(frozen=True)
 class _Event:
@@ -456,7 +453,20 @@ class Outbox:
                 deliveries.c.status.concat("") == "pending", deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
-        return [_job(by_id[row.webhook_id], row, now, self._sealer) for row in taken if row.webhook_id in by_id]
+        jobs = []
+        for row in taken:
+            if row.webhook_id not in by_id:
+                continue
+            try:
+                jobs.append(_job(by_id[row.webhook_id], row, now, self._sealer))
+            except SealError as exc:
+                # This worker lacks the key, not the delivery a chance: during a rolling key rotation
+                # or with one worker misconfigured, another worker can still sign it. So no attempt
+                # is spent; it stays leased and goes to whichever dispatcher claims it next, and the
+                # hold-up is logged and counted for the operator to mend the keys.
+                WEBHOOKS_UNSIGNABLE.inc()
+                log.error("cannot sign for subscription %s: %s", row.id, exc)
+        return jobs
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,

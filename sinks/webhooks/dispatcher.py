@@ -137,8 +137,6 @@ class Dispatcher:
             self._wake.set()  # a slot is free
 
     async def _send(self, client: aiohttp.ClientSession, job: DeliveryJob) -> Result:
-        if job.cannot_sign:
-            return Result(error="cannot_sign", detail=job.cannot_sign)
         try:
             target = await self._egress.target(job.url)
         except EgressRefused as exc:

@@ -17,7 +17,7 @@ MAX_RETRY_AFTER_S = 24 * 3600.0
 class Result:
     """What happened on the wire: a status code, or an error kind when no answer came."""
     status_code: int | None = None
-    error: str | None = None  # timeout | connection_error | refused (egress check) | cannot_sign
+    error: str | None = None  # timeout | connection_error | refused (egress check)
     retry_after: str | None = None
     detail: str | None = None  # what went wrong, for the record (never member data)
 
