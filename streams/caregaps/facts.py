@@ -74,19 +74,15 @@ class FirstServices:
 
 
 class Diagnoses:
-    """(first service date, group) of the diagnoses of one code set on the claims, by family."""
+    """(first service date, group) of the diagnoses of one code set on the claims. Read as a set
+    (distinct groups, dates of service), so the order the claims arrived in does not matter."""
 
     def __init__(self, codes: CodeSet):
         self.codes = codes
         self.rows: list[tuple[str, str]] = []
-        self._families: list[str] = []
 
     def add(self, claim: EffectiveClaim) -> None:
-        if not claim.lines:
-            return
-        served = min(line.service_date for line in claim.lines)
-        for code in claim.diagnosis_codes:
-            if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code)):
-                at = bisect.bisect_right(self._families, claim.family_id)
-                self._families.insert(at, claim.family_id)
-                self.rows.insert(at, (served, group))
+        if claim.lines:
+            served = min(line.service_date for line in claim.lines)
+            self.rows += [(served, group) for code in claim.diagnosis_codes
+                          if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code))]
