@@ -93,6 +93,11 @@ def test_only_the_attributed_organization_and_granted_plan_level_subscriptions_r
     store.subscriptions.set_plan_level("PLAN", False, "reviewer", "contract ended")
     store.outbox.save_alerts([alert("a3", org=None, member="M3")])
     assert not any(d.alert_id == "a3" for d in store.deliveries())
+    # A cancellation of what the plan was sent while it held the role still reaches it; another
+    # member's alert in the same batch does not.
+    store.outbox.save_alerts([alert("a1-cancel", org="ORG1", alert_type="adt.cancelled", cancels_alert_id="a1",
+                                    cancels_alert_type="adt.ed_visit"), alert("a4", org=None, member="M4")])
+    assert {d.alert_id for d in store.deliveries() if d.subscription_id == plan} == {"a1", "a2", "a1-cancel"}
 
 
 def test_event_types_and_filters_choose_what_a_subscription_receives(store):

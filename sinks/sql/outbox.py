@@ -76,9 +76,10 @@ class _Recipients:
 
     def __init__(self, subscriptions: list[Any], told: dict[str, set[str]]):
         self._told, self._by_id = told, {sub.id: sub for sub in subscriptions}
-        self._plan = [sub for sub in subscriptions if sub.scope == "plan"]
+        routable = [sub for sub in subscriptions if sub.routable]
+        self._plan = [sub for sub in routable if sub.scope == "plan"]
         self._by_org: dict[str, list[Any]] = {}
-        for sub in subscriptions:
+        for sub in routable:
             if sub.scope != "plan":
                 self._by_org.setdefault(sub.organization_id, []).append(sub)
         self._filters = {sub.id: json.loads(sub.filters or "{}") for sub in subscriptions}
@@ -247,11 +248,14 @@ class Outbox:
         scoped = [and_(t.scope == "plan", t.organization_id.in_(plan_orgs))]
         if attributed := [o for o in organizations if o]:
             scoped.append(and_(t.scope == "attributed", t.organization_id.in_(attributed)))
-        if ids:
-            scoped.append(t.id.in_(ids))
+        # Only these take new alerts; the ones named only as having been sent a withdrawn alert take
+        # its cancellation and nothing else (an organization no longer plan-level is one of those).
+        routable = or_(*scoped)
         # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
-        return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format)
-                         .where(or_(*scoped), t.status != "deleted").order_by(t.id).with_for_update()).all()
+        return s.execute(select(t.id, t.organization_id, t.scope, t.event_types, t.filters, t.payload_format,
+                                routable.label("routable"))
+                         .where(or_(routable, t.id.in_(ids)), t.status != "deleted").order_by(t.id)
+                         .with_for_update()).all()
 
     @staticmethod
     def _lock(s: Session, *wanted: Any) -> None:
