@@ -209,3 +209,12 @@ def test_an_organization_the_member_had_before_is_hidden_even_where_it_is_no_can
     seen = explanation_for(explanation, "ORG-B", {"ORG-X"})
     assert seen["steps"] == ["step 1 member_selected_pcp: selected PCP another provider belongs to another "
                              "organization, removed by an accepted dispute"]
+
+
+def test_the_organization_decided_for_is_hidden_from_the_one_that_lost_the_member_though_no_candidate():
+    # The member's own visits are with PCP_A (ORG-A); the selected PCP, at ORG-B, decides without a claim.
+    full = decide(span(pcp=PCP_B), visit("c1", PCP_A, "2025-01-05")).to_dict()
+    assert full["rule"] == "member_selected_pcp" and "ORG-B" in full["reason"]
+    seen = explanation_for(full, "ORG-A")
+    assert "ORG-B" not in json.dumps(seen) and PCP_B not in json.dumps(seen)
+    assert seen["reason"] == "member selected PCP another provider (another organization)"

@@ -39,12 +39,15 @@ def add_routes(api: Api, p: Pipeline) -> None:
                "history, and the decision evaluated now from the member's state (which also explains why nobody "
                "has the member)")
     async def attribution(call: Call) -> tuple[int, Any]:
-        member_id = await member(call)
+        member_id, org = call.params["member_id"], call.organization
+        # Scope checked on the row shown: read twice, the member could move to another organization
+        # in between and its decision be shown unredacted.
         current = await run(store.attribution.current, member_id)
+        if not org.plan_level and (current is None or current.organization_id != org.id):  # type: ignore[union-attr]
+            raise ApiError(404, f"no member {member_id} attributed to this organization")
         live = await run(p.attribution.explain, member_id)
         if current is None and live is None:
             raise ApiError(404, f"nothing known about member {member_id}")
-        org = call.organization
         row = None
         if current is not None:
             row = table_row(current)
@@ -52,7 +55,10 @@ def add_routes(api: Api, p: Pipeline) -> None:
         history = [table_row(h) for h in await run(store.attribution.history, member_id)]
         if not org.plan_level:  # type: ignore[union-attr]
             # Its own periods, and the decisions without the member's other providers named.
-            others = {h["organization_id"] for h in history} - {org.id}  # type: ignore[union-attr]
+            # Named in the decisions' texts too: organizations the member had, and those a dispute
+            # about the member names (removed by one, say).
+            disputed = {d.organization_id for d in await run(store.attribution.disputes, member_id)}
+            others = ({h["organization_id"] for h in history} | disputed) - {org.id}  # type: ignore[union-attr]
             history = [{**h, "reason": scrubber({h["npi"]}, others)(h["reason"])} for h in history
                        if h["organization_id"] == org.id]  # type: ignore[union-attr]
             if row is not None:

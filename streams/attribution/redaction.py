@@ -22,6 +22,8 @@ def explanation_for(explanation: Mapping[str, Any], organization_id: str,
     candidates = explanation.get("candidates") or []
     own = [c for c in candidates if c.get("organization_id") == organization_id]
     others = {c["organization_id"] for c in candidates if c.get("organization_id")} | set(other_organizations)
+    if explanation.get("organization_id"):  # the one decided for, a selected PCP's say, need not be a candidate
+        others.add(explanation["organization_id"])
     hide = scrubber({c["npi"] for c in own}, others - {organization_id})
     shown: dict[str, Any] = {
         **explanation, "unknown_npis": [], "reason": hide(explanation.get("reason") or ""),
