@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.adt.visits import alert_id
 from streams.attribution.members import MemberState, apply, check, keep_cohorts, keep_gaps
+from streams.caregaps.alerts import gap_info
 from streams.caregaps.lifecycle import Status
 from streams.caregaps.member import Member, Visit, gap_from_dict, gap_to_dict, update, wakeup
 from streams.claims.ledger import EffectiveClaim, Line
@@ -256,9 +258,14 @@ def test_a_follow_up_gap_goes_when_the_hospital_cancels_its_visit_and_returns_if
     assert {e.detail["reason"] for e in excluded} == {"the hospital cancelled the visit"}
     assert apply(state, cancelled).gaps == frozenset()  # the withdrawal redelivered: nothing to do
     assert keep_gaps(state, D(2026, 3, 3)) == []  # and it stays withdrawn
-    apply(state, diagnosed)  # registered again after all
+    # Registered again after all, on another day: the ADT side numbers the visit after the cancel.
+    apply(state, Encounter("F|V7|1", "M1", "ed_visit", "2026-03-03", "F", 3, diagnoses=["F32.9"]))
     reopened = keep_gaps(state, D(2026, 3, 3))
     assert {e.gap.measure_id for e in reopened if e.kind == "gap.opened"} >= {"FUM-7", "FUM-30"}
+    fum7 = next(e.gap for e in reopened if e.gap.measure_id == "FUM-7")
+    assert (fum7.window_start, fum7.due) == (D(2026, 3, 3), D(2026, 3, 10))  # its own window, not the cancelled one
+    assert gap_info(fum7).detail.get("ed_alert_id") == alert_id("adt.ed_visit", "F|V7|1")  # the alert raised again
+    assert state.gaps["FUM-7|F|V7"].status == Status.NOT_APPLICABLE
 
 
 def _claim_with(claim_id, day, code, dx):
@@ -301,3 +308,11 @@ def test_re_evaluating_only_the_measures_a_message_touches_gives_what_evaluating
         recovered = MemberState.from_dict(full.to_dict())
         assert keep_gaps(recovered, today) == [] and recovered.gaps == full.gaps
         assert not keep_cohorts(recovered, today) and recovered.cohorts == full.cohorts
+
+
+def test_a_stay_whose_discharge_was_cancelled_and_sent_again_still_pairs_with_its_admission():
+    from streams.caregaps.pdc import Stay
+
+    visits = [Visit("F|V1", "inpatient_admission", D(2026, 3, 1)),
+              Visit("F|V1|1", "inpatient_discharge", D(2026, 3, 9))]
+    assert Member(D(1960, 1, 1), "M", "COMMERCIAL", [], visits).stays() == [Stay(D(2026, 3, 1), D(2026, 3, 9))]

@@ -102,12 +102,15 @@ def test_a_cancel_withdraws_the_alerts_it_undoes_and_a_new_event_raises_them_aga
 
 def test_a_cancel_withdraws_what_care_gaps_were_told_and_a_new_event_tells_them_again():
     def told(*events):
-        return encounters(*(timed(e, "2026-03-01T10:00:00") for e in events), fields=("kind", "withdrawn"))
+        return encounters(*(timed(e, "2026-03-01T10:00:00") for e in events),
+                          fields=("kind", "withdrawn", "encounter_id"))
 
+    # Raised again, it is a new encounter, under the key its new alert's id is made from.
     assert told(adt("A04", "1"), adt("A11", "2"), adt("A11", "2"), adt("A04", "3")) == [
-        ("ed_visit", False), ("ed_visit", True), ("ed_visit", False)]
-    assert told(adt("A01", "1", "I"), adt("A03", "2", "I"), adt("A13", "3", "I")) == [
-        ("inpatient_admission", False), ("inpatient_discharge", False), ("inpatient_discharge", True)]
+        ("ed_visit", False, "FAC|V1"), ("ed_visit", True, "FAC|V1"), ("ed_visit", False, "FAC|V1|1")]
+    assert told(adt("A01", "1", "I"), adt("A03", "2", "I"), adt("A13", "3", "I"), adt("A03", "4", "I")) == [
+        ("inpatient_admission", False, "FAC|V1"), ("inpatient_discharge", False, "FAC|V1"),
+        ("inpatient_discharge", True, "FAC|V1"), ("inpatient_discharge", False, "FAC|V1|1")]
     assert told(adt("A03", "1", "O"), adt("A13", "2", "O")) == []  # never told: nothing to withdraw
 
 

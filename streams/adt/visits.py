@@ -121,19 +121,22 @@ def apply(state: VisitState | None, event: AdtEvent, now_ms: int) -> Outcome:
                    encounters=_withdrawn_encounters(state, withdrawn, event) + _encounters(state, event))
 
 
-# The care-gap view of each alert a cancel withdraws.
+# The care-gap view of each alert, and back.
 ENCOUNTER_OF = {ED_VISIT: EncounterKind.ED_VISIT, ADMIT: EncounterKind.INPATIENT_ADMISSION,
                 DISCHARGE: EncounterKind.INPATIENT_DISCHARGE}
+ALERT_OF = {kind: alert_type for alert_type, kind in ENCOUNTER_OF.items()}
 
 
 def _withdrawn_encounters(state: VisitState, withdrawn: list[str], event: AdtEvent) -> list[Encounter]:
     """A cancelled visit, admission or discharge that care gaps were told of is withdrawn from them
     too: a follow-up gap it opened goes (``gap.excluded``). Told again if the event happens after all."""
     found = []
-    for kind in (ENCOUNTER_OF[t] for t in withdrawn):
+    for alert_type in withdrawn:
+        kind = ENCOUNTER_OF[alert_type]
         if state.member_id and kind in state.encounters_sent:
             state.encounters_sent.remove(kind)
-            found.append(Encounter(encounter_id=state.visit_key, member_id=state.member_id, kind=kind,
+            found.append(Encounter(encounter_id=_key(state, alert_type, state.withdrawals[alert_type] - 1),
+                                   member_id=state.member_id, kind=kind,
                                    day=(event.event_time or state.admit_time or "")[:10], facility=state.facility,
                                    received_at_ms=event.received_at_ms, withdrawn=True))
     return found
@@ -163,8 +166,12 @@ def _encounters(state: VisitState, event: AdtEvent) -> list[Encounter]:
             continue
         if kind not in state.encounters_sent:
             state.encounters_sent.append(kind)
+        # Under the key of the alert that announced it, so an event raised again after a cancel is
+        # a new encounter: its follow-up gap opens afresh (its own window) and names that alert.
+        alert_type = ALERT_OF[kind]
         found.append(Encounter(
-            encounter_id=state.visit_key, member_id=state.member_id, kind=kind, day=when[:10],
+            encounter_id=_key(state, alert_type, state.withdrawals.get(alert_type, 0)), member_id=state.member_id,
+            kind=kind, day=when[:10],
             facility=state.facility, received_at_ms=event.received_at_ms, diagnoses=list(state.diagnoses)))
     return found
 

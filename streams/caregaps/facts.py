@@ -55,9 +55,16 @@ class Member:
 
     def stays(self) -> list[Stay]:
         """Stays whose admission and discharge are both known (an open stay has no end to count to)."""
-        admitted = {v.id: v.day for v in self.visits if v.kind == EncounterKind.INPATIENT_ADMISSION}
-        return sorted(Stay(admitted[v.id], v.day) for v in self.visits
-                      if v.kind == EncounterKind.INPATIENT_DISCHARGE and v.id in admitted and admitted[v.id] <= v.day)
+        admitted = {_visit(v.id): v.day for v in self.visits if v.kind == EncounterKind.INPATIENT_ADMISSION}
+        return sorted(Stay(admitted[key], v.day) for v in self.visits
+                      if v.kind == EncounterKind.INPATIENT_DISCHARGE and (key := _visit(v.id)) in admitted
+                      and admitted[key] <= v.day)
+
+
+def _visit(encounter_id: str) -> str:
+    """The hospital's visit (facility|visit number) of an encounter: an admission or discharge raised
+    again after a cancel is numbered after it (facility|visit number|n, see streams.adt.visits._key)."""
+    return "|".join(encounter_id.split("|")[:2])
 
 
 class FirstServices:
