@@ -17,8 +17,8 @@ WEBHOOK_ATTEMPTS = Counter("gapstream_webhook_attempts_total", "Webhook delivery
 WEBHOOKS_EXHAUSTED = Counter("gapstream_webhook_exhausted_total",
                              "Deliveries that used up their retry schedule (kept in the dead-letter store)")
 WEBHOOKS_UNSIGNABLE = Counter("gapstream_webhook_unsignable_total",
-                              "Deliveries held back because this worker cannot open their subscription's signing "
-                              "secret (its GAPSTREAM_SECRET_KEYS lacks the key)")
+                              "Due deliveries this worker left to others because it cannot open their "
+                              "subscription's signing secret (its GAPSTREAM_SECRET_KEYS lacks the key)")
 ENDPOINTS_DISABLED = Counter("gapstream_webhook_endpoints_disabled_total",
                              "Subscriptions disabled: 410 Gone, or failing for longer than allowed")
 DELIVERIES_WITHHELD = Counter("gapstream_deliveries_withheld_total",

@@ -144,10 +144,14 @@ def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str
         Delivery.webhook_id, Delivery.subscription_id, Delivery.member_id, Delivery.event_number,
     ).order_by(Delivery.next_attempt_at, Delivery.event_number)
 
-def _job(d: Any, sub: Any, now: float, sealer: Sealer) -> DeliveryJob:
+def _secrets(sub: Any, now: float, sealer: Sealer) -> tuple[str, ...]:
     secrets = (sealer.open(sub.secret),)
     if sub.previous_secret and (sub.previous_secret_expires_at or 0) > now:
         secrets += (sealer.open(sub.previous_secret),)
+    return secrets
+
+
+def _job(d: Any, sub: Any, secrets: tuple[str, ...]) -> DeliveryJob:
     return DeliveryJob(d.webhook_id, sub.id, sub.organization_id, sub.endpoint, sub.url, secrets, d.body,
                        d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
@@ -176,6 +180,7 @@ class Outbox:
                  disable_after_s: float = 5 * 24 * 3600.0):
         self._session, self._insert, self._part2, self._sealer = session, insert, part2, sealer
         self.disable_after_s = disable_after_s
+        self._unsignable_logged: dict[str, float] = {}  # subscription -> when its unreadable secret was logged
 
     # -- queueing ---------------------------------------------------------------------------------
     def _queue(self, s: Session, subs: list[Any], key: str, event_type: str, body_for: BodyFn, numbered: bool,
@@ -436,11 +441,16 @@ class Outbox:
                 first[key] = row
         taken: list[Any] = []
         counts: dict[str, int] = {}
+        secrets: dict[str, tuple[str, ...] | None] = {}  # by subscription; None: this worker cannot open it
         for row in candidates:
             key = (row.subscription_id, row.member_id)
             if row.member_id and (first[key] is not row or key in busy):
                 continue
             if counts.get(row.endpoint, 0) >= per_endpoint.get(row.endpoint, default_slots):
+                continue
+            if row.id not in secrets:
+                secrets[row.id] = self._signing(row, now)
+            if secrets[row.id] is None:
                 continue
             counts[row.endpoint] = counts.get(row.endpoint, 0) + 1
             taken.append(row)
@@ -457,20 +467,22 @@ class Outbox:
                 deliveries.c.status.concat("") == "pending", deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
-        jobs = []
-        for row in taken:
-            if row.webhook_id not in by_id:
-                continue
-            try:
-                jobs.append(_job(by_id[row.webhook_id], row, now, self._sealer))
-            except SealError as exc:
-                # This worker lacks the key, not the delivery a chance: during a rolling key rotation
-                # or with one worker misconfigured, another worker can still sign it. So no attempt
-                # is spent; it stays leased and goes to whichever dispatcher claims it next, and the
-                # hold-up is logged and counted for the operator to mend the keys.
-                WEBHOOKS_UNSIGNABLE.inc()
-                log.error("cannot sign for subscription %s: %s", row.id, exc)
-        return jobs
+        return [_job(by_id[row.webhook_id], row, secrets[row.id]) for row in taken  # type: ignore[arg-type]
+                if row.webhook_id in by_id]
+
+    def _signing(self, sub: Any, now: float) -> tuple[str, ...] | None:
+        """The subscription's secrets, or None when this worker cannot open them. It lacks the key,
+        not the delivery a chance: during a rolling key rotation, or with one worker misconfigured,
+        another worker can still sign. So its deliveries are neither leased nor attempted here; the
+        hold-up is counted, and logged once a minute per subscription, for the operator to mend."""
+        try:
+            return _secrets(sub, now, self._sealer)
+        except SealError as exc:
+            WEBHOOKS_UNSIGNABLE.inc()
+            if now - self._unsignable_logged.get(sub.id, 0.0) >= 60:
+                self._unsignable_logged[sub.id] = now
+                log.error("cannot sign for subscription %s: %s", sub.id, exc)
+            return None
 
     def record(self, results: Iterable[AttemptResult]) -> int:
         """Apply a batch of attempt results; returns how many notices (delivery.exhausted,
