@@ -1,5 +1,7 @@
 """The schema, attribution history, gaps and reports on real SQLite and PostgreSQL (the outbox: test_outbox.py)."""
 
+from unittest import mock
+
 from sqlalchemy import inspect
 
 
@@ -114,6 +116,12 @@ def test_a_roster_loaded_twice_assigns_once_and_refuses_organizations_no_one_kno
     again = store.attribution.assign(roster, "cli:plan", "roster 1", "2026-01-01")
     assert [o.dispute_id for o in again.overrides] == [o.dispute_id for o in first.overrides]
     assert again.already_assigned == 2 and len(store.attribution.disputes(member_id="M1")) == 1
+    # Without dates, loaded on one day and again on another: the second finds the first in force.
+    undated = store.attribution.assign(roster[1:2], "cli:plan", "roster 3")
+    with mock.patch("sinks.sql.attribution._now", return_value="2099-01-01T00:00:00Z"):
+        next_day = store.attribution.assign(roster[1:2], "cli:plan", "roster 3")
+    assert [o.dispute_id for o in next_day.overrides] == [o.dispute_id for o in undated.overrides]
+    assert next_day.already_assigned == 1
     # Other dates are another assignment.
     later = store.attribution.assign(roster[:1], "cli:plan", "roster 2", "2026-07-01")
     assert later.already_assigned == 0 and len(store.attribution.disputes(member_id="M1")) == 2

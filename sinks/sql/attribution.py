@@ -166,8 +166,8 @@ class AttributionStore:
         transaction, audited and revocable like any dispute. An entry naming an organization neither
         registered nor in the provider directory is refused (a typo would attribute members to no
         one). Loading the same roster again adds nothing: an entry already in force as an accepted
-        assignment with the same dates is kept, and its override is returned again, so that a load
-        whose publishing failed is completed by running it once more."""
+        assignment with the same dates (any start, when none is given) is kept, and its override is
+        returned again, so that a load whose publishing failed is completed by running it once more."""
         if not reason.strip():
             raise DisputeError("a roster needs a reason")
         at = _now()
@@ -178,8 +178,11 @@ class AttributionStore:
         with self._session.begin() as s:
             known = set(s.scalars(select(Organization.id))) | set(
                 s.scalars(select(ProviderRow.organization_id).where(ProviderRow.organization_id.is_not(None))))
+            # Without a start date the roster means "from today": one loaded on an earlier day and
+            # still in force is the same assignment.
+            starts = Dispute.effective_from == start if effective_from else Dispute.effective_from <= start
             held = {(d.member_id, d.organization_id, d.npi): d for d in s.scalars(select(Dispute).where(
-                Dispute.status == "accepted", Dispute.kind == "add", Dispute.effective_from == start,
+                Dispute.status == "accepted", Dispute.kind == "add", starts,
                 Dispute.expires_on.is_(None) if end is None else Dispute.expires_on == end))}
             disputes = []
             for e in entries:
