@@ -122,7 +122,8 @@ class SubscriptionStore:
         written, so a start does not overwrite a rotation made meanwhile by another process."""
         t = Subscription.__table__.c
         with self._session.begin() as s:
-            for row in s.execute(select(t.id, t.secret, t.previous_secret)).all():
+            # In id order, as every writer of subscription rows locks them (see Outbox._lock).
+            for row in s.execute(select(t.id, t.secret, t.previous_secret).order_by(t.id)).all():
                 for column in ("secret", "previous_secret"):
                     if (value := getattr(row, column)) and (resealed := self._sealer.resealed(value)):
                         # Only if still as read: a rotation committed meanwhile is kept.
