@@ -460,18 +460,21 @@ def bench_pipeline(members: int, lines: int, fills: int, adt: int, ed_visits: in
 @click.option("--backlog", type=int, default=2_500, show_default=True, help="Alerts queued before the drain.")
 @click.option("--rate", type=float, default=50.0, show_default=True,
               help="Alerts a second while paced (each goes to 4 subscriptions).")
-@click.option("--seconds", type=float, default=20.0, show_default=True, help="How long the paced phase runs.")
+@click.option("--seconds", type=float, default=20.0, show_default=True,
+              help="How long the paced phase runs, per condition.")
+@click.option("--rounds", type=int, default=4, show_default=True,
+              help="Turns the two conditions take in the paced phase.")
 @click.option("--unhealthy", type=float, default=0.2, show_default=True, help="Share of failing or hanging endpoints.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight per endpoint.")
 @click.option("--timeout", "timeout_s", type=float, default=15.0, show_default=True)
-def bench_delivery(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int,
+def bench_delivery(backlog: int, rate: float, seconds: float, rounds: int, unhealthy: float, concurrency: int,
                    timeout_s: float) -> None:
     """Webhook delivery to 200 subscriptions over 50 loopback endpoints, all healthy and with some
     failing or hanging, side by side."""
     from streams.bench.delivery import run
 
     _stop_on_signals()
-    result = run(backlog, rate, seconds, unhealthy, concurrency, timeout_s)
+    result = run(backlog, rate, seconds, unhealthy, concurrency, timeout_s, rounds)
     detail = result.pop("detail")
     _print_result(result)
     click.echo(json.dumps(detail))

@@ -29,6 +29,9 @@ EVENT_TO_WEBHOOK = Histogram(
     "2xx answer, per event type", ["event_type"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200),
 )
+WEBHOOK_CLAIMS = Counter("gapstream_webhook_claims_total",
+                         "Times a dispatcher asked the outbox for due deliveries, by whether it found any",
+                         ["found"])
 WEBHOOK_RETRIES = Counter("gapstream_webhook_retries_total", "Webhook attempts that were not a delivery's first")
 PROCESSING = Histogram(
     "gapstream_processing_seconds", "Time to process one input message, per agent or processor", ["agent"],

@@ -38,7 +38,7 @@ def bodies(store, sub):
 
 
 def claim(store, now=None, slots=4, busy=()):
-    return store.outbox.claim_due((now or time.time()) + 1, 30, {}, slots, busy)
+    return store.outbox.claim_due((now or time.time()) + 1, 30, {}, slots, busy).jobs
 
 
 def test_an_alert_stored_twice_is_queued_once_and_events_are_numbered_without_holes(store):
@@ -170,15 +170,17 @@ def test_claims_are_leased_limited_per_endpoint_and_one_per_member_at_a_time(sto
         store.outbox.save_alerts([alert(f"a{i}", member=f"M{i}")])
     store.outbox.save_alerts([alert("b", member="M0")])  # M0's second event
     now = time.time() + 1
-    jobs = store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 2}, 3)
+    jobs = store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 2}, 3).jobs
     per_sub = {s: [j for j in jobs if j.subscription_id == s] for s in (slow, fast)}
     assert (len(per_sub[slow]), len(per_sub[fast])) == (2, 3)
     assert all(len([j for j in per_sub[s] if j.member_id == "M0"]) <= 1 for s in (slow, fast))
-    assert store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 0, "http://127.0.0.1:10": 0}, 3) == []
+    assert store.outbox.claim_due(now, 30, {"http://127.0.0.1:9": 0, "http://127.0.0.1:10": 0}, 3).jobs == []
     taken = {j.webhook_id for j in jobs}
     again = store.outbox.claim_due(now, 30, {}, 100, busy={(j.subscription_id, j.member_id) for j in jobs})
-    assert not taken & {j.webhook_id for j in again}  # leased: nobody sends them twice meanwhile
-    assert taken <= {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {}, 100)}  # lease over
+    assert not taken & {j.webhook_id for j in again.jobs}  # leased: nobody sends them twice meanwhile
+    # M0's second event waits behind the first: the end of the first is what makes it claimable.
+    assert again.held == {(slow, "M0"), (fast, "M0")}
+    assert taken <= {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {}, 100).jobs}  # lease over
 
 
 def result(job, outcome, status=None, retry_at=None):

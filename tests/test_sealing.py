@@ -31,7 +31,7 @@ def test_the_database_holds_no_secret_and_the_dispatcher_signs_with_it(tmp_path)
     assert secret.startswith("whsec_") and secret not in stored and secret.removeprefix("whsec_") not in stored
     from tests.test_webhooks import make_alert  # claiming opens the secret for signing
     store.outbox.save_alerts([make_alert("a1")])
-    [job] = store.outbox.claim_due(9e9, 30, {}, 4)
+    [job] = store.outbox.claim_due(9e9, 30, {}, 4).jobs
     assert job.secrets == (secret,)
 
 
@@ -42,7 +42,7 @@ def test_after_a_rotation_both_secrets_are_sealed_and_both_sign(tmp_path):
     assert all(s.startswith("fernet:") for s in stored_secrets(store)) and len(stored_secrets(store)) == 2
     from tests.test_webhooks import make_alert
     store.outbox.save_alerts([make_alert("a1")])
-    [job] = store.outbox.claim_due(time.time() + 1, 30, {}, 4)  # within the overlap
+    [job] = store.outbox.claim_due(time.time() + 1, 30, {}, 4).jobs  # within the overlap
     assert job.secrets == (second, first)
 
 
@@ -77,5 +77,5 @@ def test_a_secret_no_key_opens_holds_back_only_its_own_subscription(tmp_path):
     stranger.subscriptions.create("ORG2", Spec(url="http://127.0.0.1:9/h2"), "test")
     from tests.test_webhooks import make_alert
     store.outbox.save_alerts([make_alert("a1"), replace(make_alert("a2", member="M2"), organization_id="ORG2")])
-    [job] = store.outbox.claim_due(time.time() + 1, 30, {}, 4)
+    [job] = store.outbox.claim_due(time.time() + 1, 30, {}, 4).jobs
     assert (job.organization_id, job.secrets) == ("ORG1", (secret,))

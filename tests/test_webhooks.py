@@ -144,9 +144,9 @@ def subscribe(store, receiver: Receiver, **spec) -> str:
 
 
 async def run_until(store: Store, done, wait_s: float = 20.0, schedule=FAST, request_timeout_s: float = 2.0,
-                    **kwargs) -> None:
+                    poll_interval_s: float = 0.05, **kwargs) -> None:
     dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, request_timeout_s, schedule,
-                            poll_interval_s=0.05, **kwargs)
+                            poll_interval_s=poll_interval_s, **kwargs)
     task = asyncio.create_task(dispatcher.run())
     try:
         deadline = time.monotonic() + wait_s
@@ -175,6 +175,20 @@ async def test_500_then_200_is_retried_under_the_same_webhook_id(tmp_path):
     for r in receiver.requests:  # every attempt is signed anew and verifies
         Webhook(receiver.secret).verify(r.body, r.headers)
     assert [a.status_code for a in store.outbox.attempts(delivery.webhook_id)] == [500, 503, 200]
+
+
+@pytest.mark.parametrize("slots", [1, 4])
+async def test_what_a_finished_delivery_makes_due_goes_out_at_once_not_at_the_next_poll(tmp_path, slots):
+    """The dispatcher claims again after a delivery only when that can find something: the endpoint
+    was at its limit, the member's next event waited behind it, or the attempt failed with an
+    immediate retry. Each of these is sent at once here; the poll, once a minute, would be too late."""
+    receiver = Receiver(script=[(503, {"Retry-After": "0"})]).start()
+    store = new_store(tmp_path)
+    subscribe(store, receiver)
+    store.outbox.save_alerts([make_alert("a1"), make_alert("a2"), make_alert("a3", member="M2")])
+    await run_until(store, settled(store), wait_s=10, poll_interval_s=60, endpoint_concurrency=slots)
+    assert sorted(d.attempts for d in store.deliveries()) == [1, 1, 2]
+    assert len(receiver.requests) == 4
 
 
 async def test_429_waits_as_long_as_retry_after_says(tmp_path):
@@ -381,7 +395,7 @@ async def test_a_dispatcher_without_the_key_holds_deliveries_back_for_one_that_h
     assert receiver.requests == [] and delivery.status == "pending" and delivery.attempts == 0
     assert store.outbox.attempts(delivery.webhook_id) == []
     # Not even leased: a dispatcher with the key takes it at once.
-    [job] = store.outbox.claim_due(time.time(), 30, {}, 4)
+    [job] = store.outbox.claim_due(time.time(), 30, {}, 4).jobs
     assert job.webhook_id == delivery.webhook_id
 
 

@@ -156,6 +156,15 @@ def _job(d: Any, sub: Any, secrets: tuple[str, ...]) -> DeliveryJob:
                        d.content_type, d.attempts, d.received_at_ms, d.member_id, d.event_type, d.alert_id)
 
 @dataclass(frozen=True)
+class Claim:
+    """Deliveries leased to one dispatcher, and the (subscription, member) pairs that had a due
+    delivery held back behind an earlier one of the same member: the end of that earlier delivery is
+    what makes the next one claimable."""
+    jobs: list[DeliveryJob]
+    held: frozenset[tuple[str, str | None]] = frozenset()
+
+
+@dataclass(frozen=True)
 class _Event:
     """Something to queue for subscriptions: an alert, a notice, a ping or a heartbeat."""
     key: str  # with the subscription, makes the webhook id
@@ -420,7 +429,7 @@ class Outbox:
 
     # -- the dispatcher's side --------------------------------------------------------------------
     def claim_due(self, now: float, lease_s: float, per_endpoint: dict[str, int], default_slots: int,
-                  busy: Collection[tuple[str, str | None]] = ()) -> list[DeliveryJob]:
+                  busy: Collection[tuple[str, str | None]] = ()) -> Claim:
         """Due deliveries of active subscriptions, at most ``per_endpoint[endpoint]`` (else
         ``default_slots``) per endpoint, oldest first, one per subscription and member at a time (a
         member's events reach an endpoint in order), leased for ``lease_s`` so no other dispatcher
@@ -440,11 +449,13 @@ class Outbox:
             if row.member_id and (key not in first or row.event_number < first[key].event_number):
                 first[key] = row
         taken: list[Any] = []
+        held: set[tuple[str, str | None]] = set()
         counts: dict[str, int] = {}
         secrets: dict[str, tuple[str, ...] | None] = {}  # by subscription; None: this worker cannot open it
         for row in candidates:
             key = (row.subscription_id, row.member_id)
             if row.member_id and (first[key] is not row or key in busy):
+                held.add(key)
                 continue
             if counts.get(row.endpoint, 0) >= per_endpoint.get(row.endpoint, default_slots):
                 continue
@@ -455,7 +466,7 @@ class Outbox:
             counts[row.endpoint] = counts.get(row.endpoint, 0) + 1
             taken.append(row)
         if not taken:
-            return []
+            return Claim([], frozenset(held))
         deliveries = Delivery.__table__
         with self._session.begin() as s:
             # Due at the time of the update, or another dispatcher leased it in between. The status is
@@ -467,8 +478,8 @@ class Outbox:
                 deliveries.c.status.concat("") == "pending", deliveries.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease_s).returning(*_JOB_COLUMNS)).all()
         by_id = {row.webhook_id: row for row in claimed}
-        return [_job(by_id[row.webhook_id], row, secrets[row.id]) for row in taken  # type: ignore[arg-type]
-                if row.webhook_id in by_id]
+        return Claim([_job(by_id[row.webhook_id], row, secrets[row.id]) for row in taken  # type: ignore[arg-type]
+                      if row.webhook_id in by_id], frozenset(held))
 
     def _signing(self, sub: Any, now: float) -> tuple[str, ...] | None:
         """The subscription's secrets, or None when this worker cannot open them. It lacks the key,

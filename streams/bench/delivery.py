@@ -6,7 +6,8 @@ Each condition is measured twice:
 - drain: a backlog queued beforehand, sent as fast as the dispatcher can; deliveries a second to
   the healthy endpoints;
 - paced: alerts queued at a steady rate while the dispatcher sends (queueing shares the process, as
-  routing does in a worker); latency from queueing to the receiver, healthy endpoints only.
+  routing does in a worker); latency from queueing to the receiver, healthy endpoints only. The two
+  conditions take turns in rounds, and each one's latencies are pooled over its rounds.
 The receivers run in a process of their own so they do not share the dispatcher's interpreter.
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ import multiprocessing
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -27,6 +30,7 @@ from sinks.sql.subscriptions import Spec
 from sinks.webhooks.dispatcher import Dispatcher
 from sinks.webhooks.egress import Egress
 from streams.kafka.broker import free_port
+from streams.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_CLAIMS
 from streams.models import Alert
 from streams.tools.demo import percentile
 
@@ -77,8 +81,23 @@ def _alert(i: int, org: str, now_ms: int) -> Alert:
                  received_at_ms=now_ms, created_at_ms=now_ms, member_id=f"M{i}", organization_id=org)
 
 
-def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int], conn, backlog: int, rate: float,
-               seconds: float, concurrency: int, timeout_s: float) -> dict:
+@dataclass
+class _Condition:
+    """One outbox with its subscriptions, all healthy or with some unhealthy endpoints."""
+    store: Store
+    orgs: list[tuple[str, str]]  # (organization, mode of its endpoint), one per endpoint
+    queued: int = 0  # alerts queued so far
+
+    def queue(self, now_ms: int) -> bool:
+        """One more alert; whether its endpoint is healthy."""
+        org, mode = self.orgs[self.queued % len(self.orgs)]
+        self.store.outbox.save_alerts([_alert(self.queued, org, now_ms)])
+        self.queued += 1
+        return mode == "ok"
+
+
+def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int]) -> _Condition:
+    (data_dir / name).mkdir()
     store = Store(f"sqlite:///{data_dir / name / 'bench.db'}", Sealer.generate(), egress=Egress(["127.0.0.1"]))
     orgs = []
     for e, (port, mode) in enumerate(zip(ports, modes, strict=True)):
@@ -87,21 +106,26 @@ def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int], co
         for s in range(SUBS_PER_ENDPOINT):
             store.subscriptions.create(org, Spec(url=f"http://127.0.0.1:{port}/s{s}"), "bench")
         orgs.append((org, mode))
+    return _Condition(store, orgs)
 
-    # Drain: the backlog is queued first (not timed), then sent.
+
+def _counts() -> Counter[str]:
+    """Attempts by outcome and claims by whether they found work, so far in this process."""
+    counts: Counter[str] = Counter()
+    for metric, prefix in ((WEBHOOK_ATTEMPTS, "attempts"), (WEBHOOK_CLAIMS, "claims")):
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[f"{prefix}_{next(iter(sample.labels.values()))}"] += int(sample.value)
+    return counts
+
+
+async def _drain(condition: _Condition, backlog: int, conn, concurrency: int, timeout_s: float) -> dict:
+    """A backlog queued first (not timed), then sent as fast as the dispatcher can."""
     now_ms = int(time.time() * 1000)
-    for i in range(backlog):
-        store.outbox.save_alerts([_alert(i, orgs[i % len(orgs)][0], now_ms)])
-    expected = sum(1 for i in range(backlog) if orgs[i % len(orgs)][1] == "ok") * SUBS_PER_ENDPOINT
-    drain = asyncio.run(_drain(store, conn, expected, concurrency, timeout_s))
-
-    # Paced: alerts queued at ``rate`` (to healthy and unhealthy alike) while sending.
-    paced = asyncio.run(_paced(store, conn, orgs, backlog, rate, seconds, concurrency, timeout_s))
-    return {"drain": drain, "paced": paced}
-
-
-async def _drain(store: Store, conn, expected: int, concurrency: int, timeout_s: float) -> dict:
-    dispatcher = _dispatcher(store, concurrency, timeout_s)
+    expected = sum(condition.queue(now_ms) for _ in range(backlog)) * SUBS_PER_ENDPOINT
+    before = _counts()
+    dispatcher = _dispatcher(condition.store, concurrency, timeout_s)
     started = time.monotonic()
     task = asyncio.create_task(dispatcher.run())
     got: list[float] = []
@@ -111,40 +135,41 @@ async def _drain(store: Store, conn, expected: int, concurrency: int, timeout_s:
     seconds = time.monotonic() - started
     task.cancel()
     await dispatcher.close()
-    return {"deliveries": len(got), "seconds": round(seconds, 2), "per_s": round(len(got) / seconds)}
+    return {"deliveries": len(got), "seconds": round(seconds, 2), "per_s": round(len(got) / seconds),
+            **(_counts() - before)}
 
 
-async def _paced(store: Store, conn, orgs, offset: int, rate: float, seconds: float,
-                 concurrency: int, timeout_s: float) -> dict:
-    dispatcher = _dispatcher(store, concurrency, timeout_s)
+async def _paced(condition: _Condition, conn, rate: float, seconds: float, concurrency: int,
+                 timeout_s: float) -> tuple[list[float], dict]:
+    """Alerts queued at ``rate`` (to healthy and unhealthy endpoints alike) while the dispatcher
+    sends; the healthy endpoints' latencies (ms) and what was sent and claimed."""
+    dispatcher = _dispatcher(condition.store, concurrency, timeout_s)
     task = asyncio.create_task(dispatcher.run())
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(_ask, conn)  # what the drain left behind does not count
+    await asyncio.to_thread(_ask, conn)  # what was sent before does not count
+    before = _counts()
     loop = asyncio.get_running_loop()
 
     def produce() -> int:
-        started, sent = time.monotonic(), 0
+        started, sent, healthy = time.monotonic(), 0, 0
         while (elapsed := time.monotonic() - started) < seconds:
-            due = int(elapsed * rate)
-            while sent < due:
-                i = offset + sent
-                store.outbox.save_alerts([_alert(i, orgs[i % len(orgs)][0], int(time.time() * 1000))])
+            while sent < int(elapsed * rate):
+                healthy += condition.queue(int(time.time() * 1000))
                 loop.call_soon_threadsafe(dispatcher.wake)  # as routing does, from the event loop
                 sent += 1
             time.sleep(0.002)
-        return sent
+        return healthy * SUBS_PER_ENDPOINT
 
     started = time.monotonic()
-    sent = await asyncio.to_thread(produce)
-    expected = sum(1 for k in range(sent) if orgs[(offset + k) % len(orgs)][1] == "ok") * SUBS_PER_ENDPOINT
+    expected = await asyncio.to_thread(produce)
     got: list[float] = []
     while len(got) < expected and time.monotonic() - started < seconds + 60:
         await asyncio.sleep(0.2)
         got += await asyncio.to_thread(_ask, conn)
+    counts = _counts() - before
     task.cancel()
     await dispatcher.close()
-    return {"offered_deliveries_per_s": round(rate * SUBS_PER_ENDPOINT), "healthy_delivered": len(got),
-            "healthy_expected": expected, "p50_ms": _r(percentile(got, 50)), "p99_ms": _r(percentile(got, 99))}
+    return got, {"healthy_delivered": len(got), "healthy_expected": expected, **counts}
 
 
 def _dispatcher(store: Store, concurrency: int, timeout_s: float) -> Dispatcher:
@@ -162,7 +187,8 @@ def _r(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
 
-def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int, timeout_s: float) -> dict:
+def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int, timeout_s: float,
+        rounds: int = 4) -> dict:
     bad = round(ENDPOINTS * unhealthy)
     healthy_ports = [free_port() for _ in range(ENDPOINTS)]
     bad_ports = [free_port() for _ in range(bad)]
@@ -178,27 +204,37 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
     if not parent.poll(30):
         raise RuntimeError("the receivers did not start")
     parent.recv()
+    names = ("all_healthy", "with_unhealthy")
+    detail: dict[str, dict] = {name: {"paced_rounds": []} for name in names}
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     try:
         with tempfile.TemporaryDirectory(prefix="gapstream-bench-delivery-") as tmp:
-            data_dir = Path(tmp)
-            for sub in ("healthy", "failing"):
-                (data_dir / sub).mkdir()
-            baseline = _condition(data_dir, "healthy", ["ok"] * ENDPOINTS, healthy_ports, parent, backlog, rate,
-                                  seconds, concurrency, timeout_s)
-            failing = _condition(data_dir, "failing", [modes_by_port[p] for p in mixed], mixed, parent, backlog,
-                                 rate, seconds, concurrency, timeout_s)
+            conditions = {"all_healthy": _condition(Path(tmp), "healthy", ["ok"] * ENDPOINTS, healthy_ports),
+                          "with_unhealthy": _condition(Path(tmp), "failing", [modes_by_port[p] for p in mixed], mixed)}
+            for name, condition in conditions.items():
+                detail[name]["drain"] = asyncio.run(_drain(condition, backlog, parent, concurrency, timeout_s))
+            # The paced phase alternates between the two in rounds (ABBA...), so that a slow spell of
+            # this shared machine falls on both rather than on whichever ran then.
+            for k in range(rounds):
+                for name in names if k % 2 == 0 else reversed(names):
+                    got, counts = asyncio.run(_paced(conditions[name], parent, rate, seconds / rounds, concurrency,
+                                                     timeout_s))
+                    latencies[name] += got
+                    detail[name]["paced_rounds"].append({**counts, "p99_ms": _r(percentile(got, 99))})
     finally:
         receiver.kill()
-    b, f = baseline, failing
+    p50 = {name: _r(percentile(latencies[name], 50)) for name in names}
+    p99 = {name: _r(percentile(latencies[name], 99)) for name in names}
     return {
         "endpoints": ENDPOINTS, "subscriptions": ENDPOINTS * SUBS_PER_ENDPOINT,
         "unhealthy_endpoints": f"{bad} ({bad - bad // 2} answer 503, {bad // 2} hang past the {timeout_s:g}s timeout)",
-        "drain_healthy_per_s_all_healthy": b["drain"]["per_s"],
-        "drain_healthy_per_s_with_unhealthy": f["drain"]["per_s"],
-        "paced_offered_per_s": b["paced"]["offered_deliveries_per_s"],
-        "paced_p50_ms_all_healthy": b["paced"]["p50_ms"], "paced_p99_ms_all_healthy": b["paced"]["p99_ms"],
-        "paced_p50_ms_with_unhealthy": f["paced"]["p50_ms"], "paced_p99_ms_with_unhealthy": f["paced"]["p99_ms"],
-        "p99_ratio": round(f["paced"]["p99_ms"] / b["paced"]["p99_ms"], 2)
-        if f["paced"]["p99_ms"] and b["paced"]["p99_ms"] else None,
-        "detail": {"all_healthy": b, "with_unhealthy": f},
+        "drain_healthy_per_s_all_healthy": detail["all_healthy"]["drain"]["per_s"],
+        "drain_healthy_per_s_with_unhealthy": detail["with_unhealthy"]["drain"]["per_s"],
+        "paced_offered_per_s": round(rate * SUBS_PER_ENDPOINT),
+        "paced_rounds": rounds,
+        "paced_p50_ms_all_healthy": p50["all_healthy"], "paced_p99_ms_all_healthy": p99["all_healthy"],
+        "paced_p50_ms_with_unhealthy": p50["with_unhealthy"], "paced_p99_ms_with_unhealthy": p99["with_unhealthy"],
+        "p99_ratio": round(p99["with_unhealthy"] / p99["all_healthy"], 2)
+        if p99["with_unhealthy"] and p99["all_healthy"] else None,
+        "detail": detail,
     }
