@@ -326,6 +326,32 @@ async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):
     assert all(not store.outbox.attempts(d.webhook_id) for d in store.deliveries() if d.subscription_id != healthy_id)
 
 
+async def test_a_failing_subscription_rests_instead_of_being_sent_every_waiting_delivery(tmp_path):
+    down = Receiver(script=[503] * 100).start()
+    healthy = Receiver().start()
+    store = new_store(tmp_path)
+    down_id, healthy_id = subscribe(store, down), subscribe(store, healthy)
+    for i in range(12):
+        store.outbox.save_alerts([make_alert(f"a{i}", member=f"M{i}")])
+    dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, 2.0, (0, 2.0, 2.0, 2.0), poll_interval_s=0.05)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        until = time.monotonic() + 10
+        while store.outbox.status(healthy_id)["delivered"] < 12 and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        # Its first answers put the subscription to rest: of the deliveries waiting for it, none was
+        # sent meanwhile, nor did waiting spend any of their attempts.
+        assert len(down.requests) == 4
+        assert sorted(d.attempts for d in store.deliveries() if d.subscription_id == down_id) == [0] * 8 + [1] * 4
+        while len(down.requests) < 8 and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await dispatcher.close()
+    # After the rest (as long as a first retry waits), sending resumes and finds the endpoint still down.
+    assert len(down.requests) == 8 and down.requests[4].at - down.requests[3].at >= 1.8
+
+
 async def test_an_endless_answer_is_read_only_up_to_the_bound(tmp_path):
     """A 200 whose body never ends counts as delivered once the bound is read, well before the timeout."""
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

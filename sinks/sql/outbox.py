@@ -123,9 +123,9 @@ _SUBSCRIPTION_COLUMNS = [Subscription.__table__.c[name] for name in (
     "id", "organization_id", "endpoint", "url", "secret", "previous_secret", "previous_secret_expires_at")]
 
 
-def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str]) -> Select:
-    """The first ``per_subscription`` due deliveries of each active subscription whose endpoint has
-    a free slot, oldest first, with what sending needs of the subscription. PostgreSQL reads each
+def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str], resting: list[str]) -> Select:
+    """The first ``per_subscription`` due deliveries of each active subscription, not resting, whose
+    endpoint has a free slot, oldest first, with what sending needs of the subscription. PostgreSQL reads each
     head with a lateral join; SQLite has none, but runs a correlated ``IN`` subquery once per
     subscription, through the same index."""
     d = Delivery.__table__.alias("head")
@@ -133,7 +133,7 @@ def _queue_heads(dialect: str, now: float, per_subscription: int, full: list[str
             .where(d.c.subscription_id == Subscription.id, d.c.status == "pending", d.c.next_attempt_at <= now)
             .order_by(d.c.next_attempt_at, d.c.event_number).limit(per_subscription))
     subscriptions = select(*_SUBSCRIPTION_COLUMNS).select_from(Subscription).where(
-        Subscription.status == "active", Subscription.endpoint.not_in(full))
+        Subscription.status == "active", Subscription.endpoint.not_in(full), Subscription.id.not_in(resting))
     if dialect == "postgresql":
         rows = head.lateral()
         return subscriptions.join(rows, true()).add_columns(
@@ -429,18 +429,19 @@ class Outbox:
 
     # -- the dispatcher's side --------------------------------------------------------------------
     def claim_due(self, now: float, lease_s: float, per_endpoint: dict[str, int], default_slots: int,
-                  busy: Collection[tuple[str, str | None]] = ()) -> Claim:
-        """Due deliveries of active subscriptions, at most ``per_endpoint[endpoint]`` (else
-        ``default_slots``) per endpoint, oldest first, one per subscription and member at a time (a
-        member's events reach an endpoint in order), leased for ``lease_s`` so no other dispatcher
-        sends them meanwhile.
+                  busy: Collection[tuple[str, str | None]] = (), resting: Collection[str] = ()) -> Claim:
+        """Due deliveries of active subscriptions other than those ``resting``, at most
+        ``per_endpoint[endpoint]`` (else ``default_slots``) per endpoint, oldest first, one per
+        subscription and member at a time (a member's events reach an endpoint in order), leased for
+        ``lease_s`` so no other dispatcher sends them meanwhile.
 
         Each subscription's head of the queue is read through an index, a few rows each: the cost
         of a claim grows with the number of subscriptions, not with the backlog, so a dead
         endpoint's thousands of waiting deliveries do not slow down claiming for anyone else."""
         full = [e for e, free in per_endpoint.items() if free <= 0]
         with self._session() as s:  # free slots never exceed the default: a subscription's head is that long
-            candidates = s.execute(_queue_heads(s.get_bind().dialect.name, now, default_slots, full)).all()
+            candidates = s.execute(_queue_heads(s.get_bind().dialect.name, now, default_slots, full,
+                                                list(resting))).all()
         # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
         # lease that expired (a crashed sender) made it due later than the next one.
         first: dict[tuple[str, str], Any] = {}

@@ -9,6 +9,12 @@ else's. A member's events go to a subscription one at a time, oldest first.
 Requests go out through aiohttp: it costs a fifth of httpx's CPU per request (README, "Webhook
 delivery"), and the dispatcher is CPU-bound.
 
+A subscription whose endpoint fails rests: for as long as a first retry waits (or as long as its
+Retry-After asks), none of its due deliveries is sent, then sending resumes and shows whether the
+endpoint is back. A down endpoint is then tried a few times per rest instead of once per waiting
+delivery, which spared its receiver nothing and took the other endpoints' share of the CPU. The
+deliveries that waited keep their retry schedules: waiting is not an attempt.
+
 Results are written in batches by one recorder task: at thousands of deliveries a second, one
 transaction per attempt would make SQL the bottleneck. Until a result is written its delivery stays
 leased, so a crash in between means it is sent again, under the same ``webhook-id``.
@@ -29,7 +35,7 @@ from sinks.email import Mailer
 from sinks.sql.email_notices import EmailNotices
 from sinks.sql.outbox import AttemptResult, Claim, DeliveryJob, Outbox
 from sinks.webhooks.egress import Egress, EgressRefused
-from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label
+from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label, retry_after_s
 from sinks.webhooks.signing import signed_headers
 from streams.deadletters import where
 from streams.metrics import EVENT_TO_WEBHOOK, WEBHOOK_ATTEMPTS, WEBHOOK_CLAIMS, WEBHOOK_RETRIES
@@ -52,6 +58,8 @@ class Dispatcher:
         self._in_flight: Counter[str] = Counter()  # requests per endpoint
         self._members: set[tuple[str, str | None]] = set()  # (subscription, member) being sent
         self._held: frozenset[tuple[str, str | None]] = frozenset()  # of them, those with more due (last claim)
+        self._resting: dict[str, float] = {}  # subscription -> until when (monotonic) nothing is sent to it
+        self._rest_s = schedule_s[1] if len(schedule_s) > 1 else 0.0
         self._results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -94,9 +102,11 @@ class Dispatcher:
             self._wake.clear()
             free = {e: self._slots - n for e, n in self._in_flight.items()}
             busy = frozenset(self._members)
+            awake = time.monotonic()
+            self._resting = {sub: until for sub, until in self._resting.items() if until > awake}
             try:
                 claim = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, self._slots,
-                                                busy)
+                                                busy, frozenset(self._resting))
             except Exception as exc:  # the database may be briefly unavailable; try again at the next poll
                 log.error("claiming deliveries failed: %s", where(exc))
                 claim = Claim([])
@@ -136,6 +146,10 @@ class Dispatcher:
                 WEBHOOK_RETRIES.inc()
             if decision.outcome == "delivered" and job.alert_id:
                 EVENT_TO_WEBHOOK.labels(event_type=job.event_type).observe(max(0.0, now - job.received_at_ms / 1000))
+            if decision.outcome in ("retry", "exhausted"):
+                self._rest(job.subscription_id, result, now)
+            elif decision.outcome == "delivered":
+                self._resting.pop(job.subscription_id, None)
             attempt = AttemptResult(job, result, decision, (time.monotonic() - started) * 1000, now)
             if decision.outcome == "gone":  # disabled before the slot frees: nothing more goes to a gone endpoint
                 await self._write([attempt])
@@ -150,6 +164,13 @@ class Dispatcher:
             self._members.discard(key)
             if was_full or key in self._held:
                 self._wake.set()
+
+    def _rest(self, subscription_id: str, result: Result, now: float) -> None:
+        asked = retry_after_s(result.retry_after, now) if result.status_code in (429, 503) else None
+        rest = self._rest_s if asked is None else asked
+        if rest > 0 and time.monotonic() + rest > self._resting.get(subscription_id, 0.0):
+            self._resting[subscription_id] = time.monotonic() + rest
+            asyncio.get_running_loop().call_later(rest, self._wake.set)
 
     async def _send(self, client: aiohttp.ClientSession, job: DeliveryJob) -> Result:
         try:
