@@ -211,6 +211,22 @@ def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(sto
     assert [j.webhook_id for j in claim(store) if j.subscription_id == hook] == [job.webhook_id]
 
 
+def test_deliveries_exhausted_together_are_each_told_to_their_own_organization_only(store):
+    hooks = {org: subscribe(store, org=org, url=f"http://127.0.0.1:{port}/hook", event_types=("adt.*",))
+             for org, port in (("ORG1", 9), ("ORG2", 11))}
+    ops = {org: subscribe(store, org=org, url=f"http://127.0.0.1:{port}/ops", event_types=("delivery.*",))
+           for org, port in (("ORG1", 10), ("ORG2", 12))}
+    store.outbox.save_alerts([alert(f"{org}-{i}", org=org, member=f"{org}-M{i}") for org in ("ORG1", "ORG2")
+                              for i in range(3)])
+    jobs = [j for j in claim(store) if j.subscription_id in hooks.values()]
+    assert store.outbox.record([result(j, "exhausted", 500) for j in jobs]) == 6
+    for org in ("ORG1", "ORG2"):
+        told = bodies(store, ops[org])
+        assert {b["data"]["webhook_id"] for b in told} == {j.webhook_id for j in jobs if j.organization_id == org}
+        assert [b["events_since_subscription_start"] for b in told] == [1, 2, 3]
+        assert bodies(store, hooks[org]) and all(b["type"] == "adt.ed_visit" for b in bodies(store, hooks[org]))
+
+
 def test_an_endpoint_failing_longer_than_allowed_is_disabled(store):
     store.outbox.disable_after_s = 0.0
     hook = subscribe(store)
