@@ -83,13 +83,17 @@ class _Recipients:
             if sub.scope != "plan":
                 self._by_org.setdefault(sub.organization_id, []).append(sub)
         self._filters = {sub.id: json.loads(sub.filters or "{}") for sub in subscriptions}
+        self._candidates: dict[str | None, list[Any]] = {}  # by organization, merged with the plan's, sorted once
 
     def of(self, alert: Alert) -> list[Any]:
         """In id order, the order the subscriptions were locked in. A cancellation goes to exactly
         the subscriptions that were sent the alert it withdraws, whatever their event types now."""
         if alert.cancels_alert_id is not None:
             return [self._by_id[i] for i in sorted(self._told.get(alert.cancels_alert_id, ())) if i in self._by_id]
-        candidates = sorted([*self._plan, *self._by_org.get(alert.organization_id, [])], key=lambda sub: sub.id)
+        org = alert.organization_id
+        if (candidates := self._candidates.get(org)) is None:
+            candidates = self._candidates[org] = sorted([*self._plan, *self._by_org.get(org, [])],
+                                                         key=lambda sub: sub.id)
         return [sub for sub in candidates
                 if wants(sub.event_types, alert.alert_type) and passes(self._filters[sub.id], alert)]
 
