@@ -369,10 +369,12 @@ class Outbox:
                                numbered=True))
 
     def _wanting(self, s: Session, organizations: set[str], event_type: str) -> dict[str, list[Subscription]]:
-        """The organizations' subscriptions that want ``event_type``, by organization, in id order."""
+        """The organizations' subscriptions that want ``event_type``, by organization, in id order,
+        locked (PostgreSQL) in that order as :meth:`_lock` would: their event counters are written next."""
         wanting: dict[str, list[Subscription]] = {}
         for sub in s.scalars(select(Subscription).where(Subscription.organization_id.in_(organizations),
-                                                        Subscription.status != "deleted").order_by(Subscription.id)):
+                                                        Subscription.status != "deleted").order_by(Subscription.id)
+                             .with_for_update()):
             if wants(sub.event_types, event_type):
                 wanting.setdefault(sub.organization_id, []).append(sub)
         return wanting
@@ -384,7 +386,6 @@ class Outbox:
         if not orgs:
             return 0
         with self._session.begin() as s:
-            self._lock(s, Subscription.organization_id.in_(orgs))
             wanting = self._wanting(s, orgs, ATTRIBUTION_CHANGED)
             pairs: list[tuple[Any, _Event]] = []
             for c in changes:
