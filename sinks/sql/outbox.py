@@ -359,14 +359,20 @@ class Outbox:
             DELIVERIES_WITHHELD.labels(reason="part2").inc()
             log.info("withheld a %s event from subscription %s: %s", alert.alert_type, sub.id, reason)
 
-    def notify(self, s: Session, organization_id: str, event_type: str, key: str, data: dict[str, Any],
-               exclude: str | None = None) -> int:
-        """An event about delivery itself (delivery.exhausted, endpoint.disabled) to the organization's
-        subscriptions that want it, other than the one it is about."""
-        subs = [sub for sub in self._wanting(s, {organization_id}, event_type).get(organization_id, [])
-                if sub.id != exclude]
-        return len(self._queue(s, subs, key, event_type, _notice(event_type, int(time.time() * 1000), data),
-                               numbered=True))
+    def notify(self, s: Session, event_type: str, about: list[tuple[str, str, str, dict[str, Any]]]) -> int:
+        """Events about delivery itself (delivery.exhausted, endpoint.disabled), each to its
+        organization's subscriptions that want it, other than the subscription it is about. ``about``
+        holds (organization, subscription, key, data) per event; one query and one insert however
+        many there are, since a dead endpoint's deliveries run out together."""
+        if not about:
+            return 0
+        wanting = self._wanting(s, {org for org, _, _, _ in about}, event_type)
+        at_ms = int(time.time() * 1000)
+        pairs: list[tuple[Any, _Event]] = []
+        for org, subscription_id, key, data in about:
+            event = _Event(key, event_type, _notice(event_type, at_ms, data))
+            pairs += [(sub, event) for sub in wanting.get(org, []) if sub.id != subscription_id]
+        return len(self._queue_many(s, pairs, numbered=True))
 
     def _wanting(self, s: Session, organizations: set[str], event_type: str) -> dict[str, list[Subscription]]:
         """The organizations' subscriptions that want ``event_type``, by organization, in id order,
@@ -545,7 +551,13 @@ class Outbox:
               "st": "exhausted" if r.decision.outcome == "exhausted" else "pending",
               # gone: stays queued, and goes out if the organization enables the endpoint again
               "next": r.decision.retry_at if r.decision.outcome == "retry" else r.at} for r in failed])
-        notices = self._tell_exhausted(s, [r for r in failed if r.decision.outcome == "exhausted"])
+        exhausted = [r for r in failed if r.decision.outcome == "exhausted"]
+        WEBHOOKS_EXHAUSTED.inc(len(exhausted))
+        notices = self.notify(s, "delivery.exhausted", [(
+            r.job.organization_id, r.job.subscription_id, f"exhausted|{r.job.webhook_id}", {
+                "subscription_id": r.job.subscription_id, "webhook_id": r.job.webhook_id,
+                "event_type": r.job.event_type, "alert_id": r.job.alert_id, "attempts": r.job.attempts + 1,
+                "last_error": _error(r.result)}) for r in exhausted])
         by_subscription: dict[str, list[AttemptResult]] = {}
         for r in failed:
             by_subscription.setdefault(r.job.subscription_id, []).append(r)
@@ -561,23 +573,6 @@ class Outbox:
                 notices += self.disable(s, sub, f"failing since {utc_iso(sub.failing_since)}", last)
         return notices
 
-    def _tell_exhausted(self, s: Session, exhausted: list[AttemptResult]) -> int:
-        """``delivery.exhausted`` to the other subscriptions of each organization that want it, with
-        one query and one insert for the batch: a dead endpoint's deliveries run out together."""
-        if not exhausted:
-            return 0
-        WEBHOOKS_EXHAUSTED.inc(len(exhausted))
-        wanting = self._wanting(s, {r.job.organization_id for r in exhausted}, "delivery.exhausted")
-        at_ms = int(time.time() * 1000)
-        pairs: list[tuple[Any, _Event]] = []
-        for r in exhausted:
-            job = r.job
-            event = _Event(f"exhausted|{job.webhook_id}", "delivery.exhausted", _notice("delivery.exhausted", at_ms, {
-                "subscription_id": job.subscription_id, "webhook_id": job.webhook_id, "event_type": job.event_type,
-                "alert_id": job.alert_id, "attempts": job.attempts + 1, "last_error": _error(r.result)}))
-            pairs += [(sub, event) for sub in wanting.get(job.organization_id, []) if sub.id != job.subscription_id]
-        return len(self._queue_many(s, pairs, numbered=True))
-
     def disable(self, s: Session, sub: Subscription, reason: str, at: float) -> int:
         if sub.status == "disabled":
             return 0
@@ -587,8 +582,8 @@ class Outbox:
         # By e-mail too: the organization's other subscriptions may be on the same dead endpoint.
         EmailNotices.queue(s, sub.organization_id, f"gapstream: webhook subscription {sub.id} is disabled",
                            _disabled_text(sub, reason), at)
-        return self.notify(s, sub.organization_id, "endpoint.disabled", f"disabled|{sub.id}|{at}",
-                           {"subscription_id": sub.id, "url": sub.url, "reason": reason}, exclude=sub.id)
+        return self.notify(s, "endpoint.disabled", [(sub.organization_id, sub.id, f"disabled|{sub.id}|{at}",
+                                                     {"subscription_id": sub.id, "url": sub.url, "reason": reason})])
 
     # -- recovery ---------------------------------------------------------------------------------
     def backlog(self) -> tuple[int, float | None]:

@@ -168,8 +168,9 @@ class Dispatcher:
     def _rest(self, subscription_id: str, result: Result, now: float) -> None:
         asked = retry_after_s(result.retry_after, now) if result.status_code in (429, 503) else None
         rest = self._rest_s if asked is None else asked
-        if rest > 0 and time.monotonic() + rest > self._resting.get(subscription_id, 0.0):
-            self._resting[subscription_id] = time.monotonic() + rest
+        until = time.monotonic() + rest
+        if rest > 0 and until > self._resting.get(subscription_id, 0.0):
+            self._resting[subscription_id] = until
             asyncio.get_running_loop().call_later(rest, self._wake.set)
 
     async def _send(self, client: aiohttp.ClientSession, job: DeliveryJob) -> Result:
