@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.caregaps.pdc import Stay
-from streams.claims.ledger import EffectiveClaim, Fill, Summary
+from streams.claims.ledger import EffectiveClaim, Fill, Summary, summarized
 from streams.codesets import CodeSet
 from streams.models import EncounterKind
 
@@ -48,9 +48,7 @@ class Member:
         if self.kept is not None:
             return self.kept(key, make)
         if key not in self.memo:
-            self.memo[key] = made = make()
-            for claim in self.claims:
-                made.add(claim)
+            self.memo[key] = summarized(make, self.claims)
         return self.memo[key]
 
     def stays(self) -> list[Stay]:
@@ -76,8 +74,7 @@ class FirstServices:
 
     def add(self, claim: EffectiveClaim) -> None:
         if claim.lines:
-            bisect.insort(self.rows, (min(line.service_date for line in claim.lines), claim),
-                          key=lambda row: row[1].family_id)
+            bisect.insort(self.rows, (claim.first_service, claim), key=lambda row: row[1].family_id)
 
 
 class Diagnoses:
@@ -90,6 +87,6 @@ class Diagnoses:
 
     def add(self, claim: EffectiveClaim) -> None:
         if claim.lines:
-            served = min(line.service_date for line in claim.lines)
+            served = claim.first_service
             self.rows += [(served, group) for code in claim.diagnosis_codes
                           if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code))]

@@ -8,7 +8,7 @@ The ledger is plain data (dicts and lists) so that it can live in a Faust table 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -31,6 +31,11 @@ class EffectiveClaim(NamedTuple):
     claim_type: str
     diagnosis_codes: tuple[str, ...]
     lines: tuple[Line, ...]
+
+    @property
+    def first_service(self) -> str:
+        """The earliest service date of its lines (it must have some)."""
+        return min(line.service_date for line in self.lines)
 
 
 class Fill(NamedTuple):
@@ -103,11 +108,16 @@ def summary(ledger: Ledger, key: Any, make: Callable[[], S], usable: Callable[[S
     otherwise walk all of a member's claims again, on every message."""
     found = ledger._summaries.get(key)
     if found is None or not usable(found):  # type: ignore[arg-type]
-        found = make()
-        for claim in effective_claims(ledger):
-            found.add(claim)
-        ledger._summaries[key] = found
+        found = ledger._summaries[key] = summarized(make, effective_claims(ledger))
     return found  # type: ignore[return-value]
+
+
+def summarized(make: Callable[[], S], claims: Iterable[EffectiveClaim]) -> S:
+    """A new summary of ``claims``."""
+    made = make()
+    for claim in claims:
+        made.add(claim)
+    return made
 
 
 def add_pharmacy(ledger: Ledger, fill: PharmacyClaim) -> None:
