@@ -16,15 +16,14 @@ import threading
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from streams import topics
 from streams.bench.claims_feed import claims_feed, pharmacy_claims
-from streams.bench.harness import BenchError, metric, raw_consume, wait_for_count, worker
+from streams.bench.harness import BenchError, metric, raw_consume, wait_for_count, warm_producer, worker
 from streams.codesets import codeset
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import embedded_broker
-from streams.kafka.clients import producer_config
 from streams.models import Alert, ClaimLine, Encounter, MedicalClaim, PharmacyClaim
 from streams.serialization.codec import AvroCodec
 from streams.sources.publish import publish
@@ -69,7 +68,9 @@ class _ClosedWatch(threading.Thread):
     def run(self) -> None:
         codec = AvroCodec()
         while not self.stop.is_set():
-            batch = self._consumer.consume(500, timeout=0.2)
+            # What is there now, else the next message as soon as it comes: a batch call waits out
+            # its whole timeout for a full batch, which would add up to that much to every latency.
+            batch = self._consumer.consume(500, timeout=0) or self._consumer.consume(1, timeout=0.1)
             for msg in batch:
                 if msg.error():
                     continue
@@ -90,7 +91,7 @@ def _still_open(visited: list[str], claims: list[MedicalClaim]) -> list[str]:
 
 def _trickle(bootstrap: str, claims: list[MedicalClaim], rate: float) -> dict[str, float]:
     """Send the claims at ``rate`` a second; return when each was handed to the client."""
-    producer, codec, sent_at = Producer(producer_config(bootstrap)), AvroCodec(), {}
+    producer, codec, sent_at = warm_producer(bootstrap), AvroCodec(), {}
     started = time.time()
     for n, claim in enumerate(claims):
         time.sleep(max(0.0, started + n / rate - time.time()))
