@@ -90,6 +90,20 @@ def wait_for_count(port: int, topic: str | list[str], count: int, log: Path,
     return time.perf_counter(), done
 
 
+def wait_for_stored(port: int, log: Path, stall_s: float = 300.0) -> float:
+    """When every consumer group of the worker (its SQL sinks above all) had committed everything
+    written to its topics: the processor's outputs are stored, not only produced. Returns then."""
+    last, last_progress = float("inf"), time.monotonic()
+    while (lag := metric(port, "gapstream_consumer_lag_messages")) != 0:
+        if 0 < lag < last:
+            last, last_progress = lag, time.monotonic()
+        elif time.monotonic() - last_progress > stall_s:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise BenchError(f"consumer lag stuck at {lag:.0f} for {stall_s:.0f} s; worker log:\n{tail}")
+        time.sleep(2.0)  # the lag is measured at most every 10 s, asking the broker
+    return time.perf_counter()
+
+
 def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -> tuple[float, int]:
     """Seconds to consume and decode ``expected`` messages of the topics in ``types`` (topic →
     message class) with confluent-kafka: the ceiling a worker's rate is compared with. Also returns
