@@ -1,7 +1,11 @@
 """Prometheus metrics. Labels are bounded sets (topics, reason codes, outcomes), never member data."""
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -49,6 +53,45 @@ ATTRIBUTION_CHANGES = Counter("gapstream_attribution_changes_total",
 GAP_EVENTS = Counter("gapstream_gap_events_total", "Care-gap transitions (gap.opened, gap.closed, ...) by measure",
                      ["measure", "kind"])
 CLAIMS_HELD = Counter("gapstream_claims_held_total", "Claims kept but not yet usable, by why", ["reason"])
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Measured(Generic[T]):
+    """Figures a scrape reports but that take a query to the broker or the database to measure:
+    measured at most every ``max_age_s``, and served from the last measurement while a new one runs
+    on a thread of its own. Under load a measurement took longer than a scraper waits, and a scrape
+    that times out loses every metric, not only these. Only the first read waits for one."""
+
+    def __init__(self, measure: Callable[[], T], max_age_s: float, empty: T):
+        self._measure, self._max_age_s, self._empty = measure, max_age_s, empty
+        self._measuring = threading.Lock()
+        self._value: T = empty
+        self._measured_at: float | None = None  # None: never measured
+
+    def get(self) -> T:
+        if self._measured_at is None:
+            with self._measuring:
+                if self._measured_at is None:
+                    self._update()
+        elif time.monotonic() - self._measured_at >= self._max_age_s and self._measuring.acquire(blocking=False):
+            threading.Thread(target=self._update_and_release, name="metrics-measure", daemon=True).start()
+        return self._value
+
+    def _update_and_release(self) -> None:
+        try:
+            self._update()
+        finally:
+            self._measuring.release()
+
+    def _update(self) -> None:
+        try:
+            self._value = self._measure()
+        except Exception as exc:  # the broker or database is briefly away: no figures rather than stale ones
+            log.warning("measuring figures for /metrics failed: %s", type(exc).__name__)
+            self._value = self._empty
+        self._measured_at = time.monotonic()
 
 
 class _Families:

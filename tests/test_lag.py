@@ -15,7 +15,7 @@ def test_lag_counts_every_uncommitted_message_and_the_age_of_the_oldest(broker):
         producer.produce("lagged", value=b"x", partition=0)
     producer.flush(10)
     produced_at = time.time()
-    probe = LagProbe(broker.bootstrap, [Group("readers", ("lagged",))], partitions=2, max_age_s=0)
+    probe = LagProbe(broker.bootstrap, [Group("readers", ("lagged",))], partitions=2)
     try:
         before = {lag.partition: lag for lag in probe.measure()}
         assert (before[0].messages, before[1].messages) == (300, 0)

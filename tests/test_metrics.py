@@ -1,8 +1,12 @@
-"""The worker's /metrics merges its child processes' metrics into one valid exposition."""
+"""The worker's /metrics merges its child processes' metrics into one valid exposition, and serves
+figures that take a query to measure without waiting for one."""
+import threading
+import time
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import MESSAGES_IN, exposition
+from streams.metrics import MESSAGES_IN, Measured, exposition
 
 
 def child_metrics(claims: int) -> bytes:
@@ -34,3 +38,34 @@ def test_children_are_summed_per_series_and_their_process_metrics_kept_apart():
     assert merged[("process_resident_memory_bytes", (("process", "attribution-1"),))] == 100
     text = exposition({"attribution-0": child_metrics(1)}).decode()
     assert text.count("# TYPE gapstream_messages_in_total counter") == 1  # one family, not two
+
+
+
+def test_a_scrape_is_served_the_last_figures_while_a_slow_measurement_runs():
+    released, calls = threading.Event(), []
+
+    def measure() -> int:
+        calls.append(None)
+        if len(calls) == 2:
+            released.wait(10)  # the broker or the database answers slowly
+            return 2
+        if len(calls) > 2:
+            raise OSError("the database is away")
+        return 1
+
+    figures = Measured(measure, max_age_s=0, empty=0)
+    assert figures.get() == 1  # nothing to serve yet: the first read waits for a measurement
+    assert figures.get() == 1  # starts a second measurement, which hangs, and does not wait for it
+    _until(lambda: len(calls) == 2)
+    assert figures.get() == 1 and len(calls) == 2 and not released.is_set()  # one measurement at a time
+    released.set()
+    _until(lambda: len(calls) >= 2 and figures.get() == 2 or len(calls) >= 3)
+    # The next measurement fails: no figures rather than stale ones.
+    _until(lambda: figures.get() == 0 and len(calls) >= 3)
+
+
+def _until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.01)

@@ -1,10 +1,10 @@
 """Gauges read from SQL when Prometheus scrapes: the delivery backlog, care gaps by measure,
 attributed organization and status, and the size of the tables that grow. Read at most every
-``max_age_s``, so frequent scrapes do not become frequent scans."""
+``max_age_s`` and off the scrape (see Measured), so frequent scrapes do not become frequent scans
+and a slow scan does not make a scrape time out."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from prometheus_client.core import GaugeMetricFamily
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sinks.sql.models import AttributionCurrent, Base, CareGap
 from sinks.sql.store import Store
+from streams.metrics import Measured
 
 log = logging.getLogger(__name__)
 COUNTED_TABLES = ("alerts", "deliveries", "delivery_attempts", "withheld_deliveries", "care_gaps",
@@ -21,34 +22,28 @@ COUNTED_TABLES = ("alerts", "deliveries", "delivery_attempts", "withheld_deliver
 
 class StoreGauges:
     def __init__(self, store: Store, max_age_s: float = 15.0):
-        self._store, self._max_age_s = store, max_age_s
-        self._lock = threading.Lock()
-        self._read_at = 0.0
-        self._values: tuple[int, float | None, dict[str, int], list] | None = None
+        self._store = store
+        self._served = Measured(self._read, max_age_s, empty=None)
 
     def _read(self) -> tuple[int, float | None, dict[str, int], list] | None:
-        with self._lock:
-            if self._values is None or time.monotonic() - self._read_at >= self._max_age_s:
-                try:
-                    pending, oldest = self._store.outbox.backlog()
-                    with self._store.engine.connect() as c:
-                        sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
-                                 for name in COUNTED_TABLES}
-                        # Organizations are a bounded set (the plan's contracts); members never become labels.
-                        gaps = c.execute(
-                            select(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status, func.count())
-                            .select_from(CareGap)
-                            .outerjoin(AttributionCurrent, AttributionCurrent.member_id == CareGap.member_id)
-                            .group_by(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status)).all()
-                    self._values = (pending, oldest, sizes, gaps)
-                except SQLAlchemyError as exc:  # the database is briefly away: no figures rather than stale ones
-                    log.warning("reading SQL gauges failed: %s", type(exc).__name__)
-                    self._values = None
-                self._read_at = time.monotonic()
-            return self._values
+        try:
+            pending, oldest = self._store.outbox.backlog()
+            with self._store.engine.connect() as c:
+                sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
+                         for name in COUNTED_TABLES}
+                # Organizations are a bounded set (the plan's contracts); members never become labels.
+                gaps = c.execute(
+                    select(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status, func.count())
+                    .select_from(CareGap)
+                    .outerjoin(AttributionCurrent, AttributionCurrent.member_id == CareGap.member_id)
+                    .group_by(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status)).all()
+            return pending, oldest, sizes, gaps
+        except SQLAlchemyError as exc:  # the database is briefly away: no figures rather than stale ones
+            log.warning("reading SQL gauges failed: %s", type(exc).__name__)
+            return None
 
     def collect(self):
-        values = self._read()
+        values = self._served.get()
         if values is None:
             return
         pending, oldest, sizes, gaps = values

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client.core import GaugeMetricFamily
 
 from streams.kafka.reading import eof_consumer
+from streams.metrics import Measured
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,16 @@ class PartitionLag:
 
 class LagProbe:
     """Prometheus collector of ``gapstream_consumer_lag_messages`` and ``_seconds`` per group, topic
-    and partition. Measured at most every ``max_age_s``: a scrape should not cost a round of
-    fetches each time."""
+    and partition. Measured at most every ``max_age_s``, off the scrape (see Measured): a scrape
+    should not cost a round of fetches each time, nor wait for one."""
 
     def __init__(self, bootstrap: str, groups: list[Group], partitions: int, max_age_s: float = 10.0,
                  timeout_s: float = 5.0):
         self._bootstrap, self._groups, self._partitions = bootstrap, groups, partitions
-        self._max_age_s, self._timeout_s = max_age_s, timeout_s
-        self._lock = threading.Lock()
-        self._measured_at = 0.0
-        self._last: list[PartitionLag] = []
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()  # the probe's consumers serve one measurement at a time
         self._consumers: dict[str, Consumer] = {}
+        self._served = Measured(self.measure, max_age_s, empty=[])
 
     def _consumer(self, group_id: str) -> Consumer:
         # A group's consumer that never subscribes reads the group's commits without joining it; the
@@ -63,16 +63,13 @@ class LagProbe:
         return self._consumers[group_id]
 
     def measure(self) -> list[PartitionLag]:
+        """The lag now, asking the broker."""
         with self._lock:
-            if time.monotonic() - self._measured_at < self._max_age_s:
-                return self._last
             try:
-                self._last = [lag for group in self._groups for lag in self._measure(group)]
+                return [lag for group in self._groups for lag in self._measure(group)]
             except KafkaException as exc:  # the broker is briefly away: report nothing rather than stale figures
                 log.warning("measuring consumer lag failed: %s", exc)
-                self._last = []
-            self._measured_at = time.monotonic()
-            return self._last
+                return []
 
     def _measure(self, group: Group) -> list[PartitionLag]:
         wanted = [TopicPartition(t, p) for t in group.topics for p in range(self._partitions)]
@@ -123,7 +120,7 @@ class LagProbe:
         seconds = GaugeMetricFamily("gapstream_consumer_lag_seconds",
                                     "Age of the oldest message not yet committed by the consumer group",
                                     labels=["group", "topic", "partition"])
-        for lag in self.measure():
+        for lag in self._served.get():
             labels = [lag.group, lag.topic, str(lag.partition)]
             messages.add_metric(labels, lag.messages)
             if lag.seconds is not None:
@@ -132,6 +129,7 @@ class LagProbe:
         yield seconds
 
     def close(self) -> None:
-        for consumer in self._consumers.values():
-            consumer.close()
-        self._consumers.clear()
+        with self._lock:  # not under a measurement running in the background
+            for consumer in self._consumers.values():
+                consumer.close()
+            self._consumers.clear()
