@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,29 +79,35 @@ def wait_for_count(port: int, topic: str | list[str], count: int, log: Path,
     """When the worker had consumed at least ``count`` messages of ``topic`` (or of the topics
     together), and how many exactly."""
     names = [topic] if isinstance(topic, str) else topic
-    last, last_progress = -1.0, time.monotonic()
-    while (done := metric(port, "gapstream_messages_in_total", [f'topic="{t}"' for t in names])) < count:
-        if done > last:
-            last, last_progress = done, time.monotonic()
-        elif time.monotonic() - last_progress > stall_s:
-            tail = log.read_text(errors="replace")[-4000:]
-            raise BenchError(f"no progress on {topic} for {stall_s:.0f} s at {done:.0f}/{count}; worker log:\n{tail}")
-        time.sleep(0.5)  # /metrics is not free for the worker
+    labels = [f'topic="{t}"' for t in names]
+    done = _poll(lambda: metric(port, "gapstream_messages_in_total", labels), lambda n: n >= count,
+                 f"messages consumed of {topic} (of {count})", log, stall_s, every_s=0.5)
     return time.perf_counter(), done
 
 
 def wait_for_stored(port: int, log: Path, stall_s: float = 300.0) -> float:
     """When every consumer group of the worker (its SQL sinks above all) had committed everything
     written to its topics: the processor's outputs are stored, not only produced. Returns then."""
-    last, last_progress = float("inf"), time.monotonic()
-    while (lag := metric(port, "gapstream_consumer_lag_messages")) != 0:
-        if 0 < lag < last:
-            last, last_progress = lag, time.monotonic()
-        elif time.monotonic() - last_progress > stall_s:
-            tail = log.read_text(errors="replace")[-4000:]
-            raise BenchError(f"consumer lag stuck at {lag:.0f} for {stall_s:.0f} s; worker log:\n{tail}")
-        time.sleep(2.0)  # the lag is measured at most every 10 s, asking the broker
+    # The lag is measured at most every 10 s, asking the broker: no use asking more often.
+    _poll(lambda: metric(port, "gapstream_consumer_lag_messages"), lambda lag: lag == 0,
+          "consumer lag", log, stall_s, every_s=2.0)
     return time.perf_counter()
+
+
+def _poll(read: Callable[[], float], reached: Callable[[float], bool], what: str, log: Path, stall_s: float,
+          every_s: float) -> float:
+    """Read a worker's figure until it is ``reached``; fail when it has not moved for ``stall_s``
+    (-1, the worker not answering, is no move). Not more often than ``every_s``: /metrics is not
+    free for the worker."""
+    last, moved_at = None, time.monotonic()
+    while not reached(value := read()):
+        if value >= 0 and value != last:
+            last, moved_at = value, time.monotonic()
+        elif time.monotonic() - moved_at > stall_s:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise BenchError(f"{what} stuck at {value:.0f} for {stall_s:.0f} s; worker log:\n{tail}")
+        time.sleep(every_s)
+    return value
 
 
 def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -> tuple[float, int]:
