@@ -62,10 +62,12 @@ class Measured(Generic[T]):
     """Figures a scrape reports but that take a query to the broker or the database to measure:
     measured at most every ``max_age_s``, and served from the last measurement while a new one runs
     on a thread of its own. Under load a measurement took longer than a scraper waits, and a scrape
-    that times out loses every metric, not only these. Only the first read waits for one."""
+    that times out loses every metric, not only these. Only the first read waits for one. A failed
+    measurement serves ``empty``: the broker or the database is briefly away, and no figures are
+    better than stale ones."""
 
-    def __init__(self, measure: Callable[[], T], max_age_s: float, empty: T):
-        self._measure, self._max_age_s, self._empty = measure, max_age_s, empty
+    def __init__(self, what: str, measure: Callable[[], T], max_age_s: float, empty: T):
+        self._what, self._measure, self._max_age_s, self._empty = what, measure, max_age_s, empty
         self._measuring = threading.Lock()
         self._value: T = empty
         self._measured_at: float | None = None  # None: never measured
@@ -88,8 +90,8 @@ class Measured(Generic[T]):
     def _update(self) -> None:
         try:
             self._value = self._measure()
-        except Exception as exc:  # the broker or database is briefly away: no figures rather than stale ones
-            log.warning("measuring figures for /metrics failed: %s", type(exc).__name__)
+        except Exception as exc:  # the type only: a database error may quote the statement
+            log.warning("measuring %s failed: %s", self._what, type(exc).__name__)
             self._value = self._empty
         self._measured_at = time.monotonic()
 

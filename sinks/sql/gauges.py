@@ -4,18 +4,15 @@ attributed organization and status, and the size of the tables that grow. Read a
 and a slow scan does not make a scrape time out."""
 from __future__ import annotations
 
-import logging
 import time
 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from sinks.sql.models import AttributionCurrent, Base, CareGap
 from sinks.sql.store import Store
 from streams.metrics import Measured
 
-log = logging.getLogger(__name__)
 COUNTED_TABLES = ("alerts", "deliveries", "delivery_attempts", "withheld_deliveries", "care_gaps",
                   "attribution_current", "attribution_history", "providers", "member_cohorts")
 
@@ -23,24 +20,20 @@ COUNTED_TABLES = ("alerts", "deliveries", "delivery_attempts", "withheld_deliver
 class StoreGauges:
     def __init__(self, store: Store, max_age_s: float = 15.0):
         self._store = store
-        self._served = Measured(self._read, max_age_s, empty=None)
+        self._served = Measured("SQL gauges", self._read, max_age_s, empty=None)
 
-    def _read(self) -> tuple[int, float | None, dict[str, int], list] | None:
-        try:
-            pending, oldest = self._store.outbox.backlog()
-            with self._store.engine.connect() as c:
-                sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
-                         for name in COUNTED_TABLES}
-                # Organizations are a bounded set (the plan's contracts); members never become labels.
-                gaps = c.execute(
-                    select(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status, func.count())
-                    .select_from(CareGap)
-                    .outerjoin(AttributionCurrent, AttributionCurrent.member_id == CareGap.member_id)
-                    .group_by(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status)).all()
-            return pending, oldest, sizes, gaps
-        except SQLAlchemyError as exc:  # the database is briefly away: no figures rather than stale ones
-            log.warning("reading SQL gauges failed: %s", type(exc).__name__)
-            return None
+    def _read(self) -> tuple[int, float | None, dict[str, int], list]:
+        pending, oldest = self._store.outbox.backlog()
+        with self._store.engine.connect() as c:
+            sizes = {name: c.scalar(select(func.count()).select_from(Base.metadata.tables[name]))
+                     for name in COUNTED_TABLES}
+            # Organizations are a bounded set (the plan's contracts); members never become labels.
+            gaps = c.execute(
+                select(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status, func.count())
+                .select_from(CareGap)
+                .outerjoin(AttributionCurrent, AttributionCurrent.member_id == CareGap.member_id)
+                .group_by(CareGap.measure_id, AttributionCurrent.organization_id, CareGap.status)).all()
+        return pending, oldest, sizes, gaps
 
     def collect(self):
         values = self._served.get()

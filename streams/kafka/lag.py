@@ -11,18 +11,15 @@ would process again.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client.core import GaugeMetricFamily
 
 from streams.kafka.reading import eof_consumer
 from streams.metrics import Measured
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class LagProbe:
         self._timeout_s = timeout_s
         self._lock = threading.Lock()  # the probe's consumers serve one measurement at a time
         self._consumers: dict[str, Consumer] = {}
-        self._served = Measured(self.measure, max_age_s, empty=[])
+        self._served = Measured("consumer lag", self.measure, max_age_s, empty=[])
 
     def _consumer(self, group_id: str) -> Consumer:
         # A group's consumer that never subscribes reads the group's commits without joining it; the
@@ -65,11 +62,7 @@ class LagProbe:
     def measure(self) -> list[PartitionLag]:
         """The lag now, asking the broker."""
         with self._lock:
-            try:
-                return [lag for group in self._groups for lag in self._measure(group)]
-            except KafkaException as exc:  # the broker is briefly away: report nothing rather than stale figures
-                log.warning("measuring consumer lag failed: %s", exc)
-                return []
+            return [lag for group in self._groups for lag in self._measure(group)]
 
     def _measure(self, group: Group) -> list[PartitionLag]:
         wanted = [TopicPartition(t, p) for t in group.topics for p in range(self._partitions)]
