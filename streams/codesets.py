@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -46,11 +46,20 @@ class CodeSet:
     # ranges are always CPT/HCPCS procedures.
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     groups_hold: str = "diagnoses"
+    # Answers already given, by code as sent: rules ask about the same few thousand codes for every
+    # claim line. Per set, so a lookup hashes the code alone, not the set's groups or ranges.
+    _groups_found: dict[str, str | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _ranges_found: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        # A set is named by id and version; hashing its codes on every lookup keyed by it was a
+        # measurable share of evaluating a member.
+        return hash((self.id, self.version))
 
     def __contains__(self, code: object) -> bool:
         if not isinstance(code, str) or not code:
             return False
-        return code in self.codes or _in_ranges(self.ranges, code) or self.group_of(code) is not None
+        return code in self.codes or self._in_ranges(code) or self.group_of(code) is not None
 
     def has_diagnosis(self, code: str | None) -> bool:
         """Whether an ICD-10-CM code of a claim or visit is one of the set's diagnoses."""
@@ -61,26 +70,40 @@ class CodeSet:
         such as C1889 is not the C18 colon cancer category)."""
         if not code:
             return False
-        return code in self.codes or _in_ranges(self.ranges, code) or (
+        return code in self.codes or self._in_ranges(code) or (
             self.groups_hold == "procedures" and self.group_of(code) is not None)
 
     def group_of(self, code: str) -> str | None:
         """The group whose prefix the code starts with, if any."""
-        return _group_of(self.groups, code) if self.groups else None
+        if not self.groups:
+            return None
+        try:
+            return self._groups_found[code]
+        except KeyError:
+            plain = code.replace(".", "").upper()
+            found = next((name for name, prefixes in self.groups if plain.startswith(prefixes)), None)
+            return _remember(self._groups_found, code, found)
+
+    def _in_ranges(self, code: str) -> bool:
+        # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215).
+        if not self.ranges:
+            return False
+        try:
+            return self._ranges_found[code]
+        except KeyError:
+            found = any(len(code) == len(lo) and lo <= code <= hi for lo, hi in self.ranges)
+            return _remember(self._ranges_found, code, found)
 
 
-@lru_cache(maxsize=65536)  # bounded: keyed by codes as feeds send them, valid or not
-def _in_ranges(ranges: tuple[tuple[str, str], ...], code: str) -> bool:
-    # CPT/HCPCS ranges compare as strings of equal length ("99213" lies in 99201-99215). Cached: the
-    # engine asks about the same few hundred codes for every claim line.
-    return any(len(code) == len(lo) and lo <= code <= hi for lo, hi in ranges)
+V = TypeVar("V")
+REMEMBERED = 65536  # answers kept per set: bounded, since feeds send codes valid or not
 
 
-@lru_cache(maxsize=65536)
-def _group_of(groups: tuple[tuple[str, tuple[str, ...]], ...], code: str) -> str | None:
-    # Cached by the code as sent (with or without its dot), so a repeated code costs one lookup.
-    plain = code.replace(".", "").upper()
-    return next((name for name, prefixes in groups if plain.startswith(prefixes)), None)
+def _remember(answers: dict[str, V], code: str, found: V) -> V:
+    if len(answers) >= REMEMBERED:
+        answers.clear()
+    answers[code] = found
+    return found
 
 
 @lru_cache(maxsize=65536)

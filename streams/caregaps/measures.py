@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, fields
+from functools import cache, cached_property
 from typing import Any, TypeVar
 
 from streams.codesets import CodeSet, UnknownCodeSet, codeset, rule_files
@@ -56,6 +56,15 @@ class Denominator:
     # Continuous enrollment in the measurement year: at most one gap in coverage, of at most this
     # many days (HEDIS: 45). None: coverage on the day of evaluation is enough.
     enrollment_gap_days: int | None = None
+
+    def __hash__(self) -> int:
+        # Kept: a denominator keys the answer measures share (streams.caregaps.denominator), asked
+        # several times for every claim.
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
     def refuses(self, age: int, sex: str | None, product_line: str | None) -> str | None:
         """Why a member of this age, sex and product line is outside the denominator, if so."""

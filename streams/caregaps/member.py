@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
-from streams.caregaps import adherence, control, followup, screening
+from streams.caregaps import adherence, control, denominator, followup, screening
 from streams.caregaps.facts import Member, Visit
 from streams.caregaps.lifecycle import (
     Evidence,
@@ -55,7 +55,8 @@ def update(gaps: Mapping[str, Gap], member: Member, today: dt.date, catalog: Map
     """The member's gaps as of ``today`` and the transitions that got them there. ``only`` names
     the measures a message could have changed (see :func:`measures_reading`); the others' gaps
     only meet their deadlines. Of ``conditions_only`` (see :func:`measures_conditions_only`), a
-    measure whose gap this year holds (not excluded) is left as it is."""
+    measure whose gap this year holds (not excluded) is left as it is, and one with no gap this
+    year is evaluated only once the member has its denominator's conditions."""
     result, events, seen = dict(gaps), [], set()
     catalog = catalog if catalog is not None else measures()
     for measure in catalog.values():
@@ -65,6 +66,8 @@ def update(gaps: Mapping[str, Gap], member: Member, today: dt.date, catalog: Map
             held = gaps.get(gap_id(measure.id, str(today.year)))
             if held is not None and held.status != Status.NOT_APPLICABLE:
                 continue
+            if held is None and not denominator.conditions(measure, member, dt.date(today.year, 12, 31))[0]:
+                continue  # still short of the conditions: the evaluator would refuse the member too
         for key, facts in _facts(measure, result, member, today):
             seen.add(key)
             gap, new = result.get(key), []
