@@ -69,3 +69,24 @@ def _until(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not within the time allowed"
         time.sleep(0.01)
+
+
+def test_a_bench_reads_where_the_cpu_went_per_process_from_the_worker_and_the_broker():
+    import os
+
+    from prometheus_client import REGISTRY
+
+    from streams.bench.harness import cpu_by_process, cpu_seconds, cpu_us_per
+
+    # The worker's exposition: its own process figures unlabelled, a child's labelled by its name.
+    merged = exposition({"attribution-0": generate_latest(REGISTRY)}).decode()
+    found = cpu_by_process(merged)
+    assert set(found) == {"worker", "attribution-0"} and all(v > 0 for v in found.values())
+    # The broker is read from /proc: here this process stands in for it, after burning some CPU.
+    start = time.process_time()
+    while time.process_time() - start < 0.3:
+        pass
+    read = cpu_seconds(1, os.getpid())["broker"]  # port 1: no worker answers, the broker is still read
+    assert abs(read - time.process_time()) < 0.1
+    assert cpu_us_per(1000, {"broker": 1.0, "worker": 0.5}, {"broker": 1.5, "worker": 0.7}) == {
+        "broker": 500, "worker": 200, "all": 700}

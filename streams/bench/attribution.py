@@ -11,7 +11,7 @@ from pathlib import Path
 
 from streams import topics
 from streams.bench.claims_feed import claims_feed
-from streams.bench.harness import metric, raw_consume, wait_for_count, worker
+from streams.bench.harness import cpu_seconds, cpu_us_per, metric, raw_consume, wait_for_count, worker
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import embedded_broker
 from streams.models import MedicalClaim
@@ -47,8 +47,11 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
         with worker(env, log) as running:
             # Timed from the first claim processed: the restart (state recovery, group join) is not in it.
             first_at, first_count = wait_for_count(running.port, topics.CLAIMS_MEDICAL, 1, log)
+            cpu_before = cpu_seconds(running.port, broker.process.pid)
             wait_for_count(running.port, topics.CLAIMS_MEDICAL, len(feed.claims), log)
             elapsed = time.perf_counter() - first_at
+            result["cpu_us_per_claim"] = cpu_us_per(len(feed.claims) - first_count, cpu_before,
+                                                    cpu_seconds(running.port, broker.process.pid))
             share = (len(feed.claims) - first_count) / len(feed.claims)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)

@@ -22,6 +22,8 @@ from streams import topics
 from streams.bench.claims_feed import claims_feed, pharmacy_claims
 from streams.bench.harness import (
     BenchError,
+    cpu_seconds,
+    cpu_us_per,
     metric,
     raw_consume,
     wait_for_count,
@@ -139,9 +141,12 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
         asyncio.run(publish(broker.bootstrap, [r for records in backlog.values() for r in records]))
         with worker(env, log) as running:
             first_at, first = wait_for_count(running.port, list(backlog), 1, log)
+            cpu_before = cpu_seconds(running.port, broker.process.pid)
             wait_for_count(running.port, list(backlog), events, log)
             elapsed = time.perf_counter() - first_at
             result["worker_events_per_s"] = round((events - first) / elapsed)
+            result["cpu_us_per_event"] = cpu_us_per(events - first, cpu_before,
+                                                    cpu_seconds(running.port, broker.process.pid))
             result["gaps_opened_fmc"] = metric(running.port, "gapstream_gap_events_total",
                                                'kind="gap.opened",measure="FMC"')
             # The SQL sinks store the backlog's alerts and changes after the processor has made them,

@@ -3,6 +3,7 @@ consume a topic, and the raw confluent-kafka rate of the same topics as the ceil
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -21,17 +22,46 @@ from streams.models import MedicalClaim, Record
 from streams.serialization.codec import AvroCodec
 
 
+def _scrape(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
 def metric(port: int, name: str, labels: str | list[str] | None = None) -> float:
     """A metric of the worker (and its child processes): the sum of the samples with ``labels`` (one
     label set or several), or with none given of every label set; -1 when the worker does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
+    text = _scrape(port)
+    if text is None:
         return -1.0
     sets = [labels] if isinstance(labels, str) else labels
     selector = "|".join(re.escape(f"{{{s}}}") for s in sets) if sets else r"(?:\{[^}]*\})?"
     return sum(float(v) for v in re.findall(rf"^{name}(?:{selector}) ([0-9.e+]+)$", text, re.M))
+
+
+def cpu_by_process(exposition: str) -> dict[str, float]:
+    """CPU seconds used so far by each process of a worker's exposition: the worker itself
+    ("worker") and its child processes by name (``process`` label)."""
+    return {name or "worker": float(value) for name, value in re.findall(
+        r'^process_cpu_seconds_total(?:\{process="([^"]+)"\})? ([0-9.e+]+)$', exposition, re.M)}
+
+
+def cpu_seconds(port: int, broker_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the worker's processes and the embedded broker: where a bench's
+    two cores went, so that a rate comes with what limits it."""
+    found = cpu_by_process(_scrape(port) or "")
+    with open(f"/proc/{broker_pid}/stat") as stat:  # utime and stime, in clock ticks
+        fields = stat.read().rpartition(")")[2].split()
+    found["broker"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def cpu_us_per(count: int, before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """CPU µs per processed item of each process between two readings of :func:`cpu_seconds`."""
+    spent = {name: (after[name] - before.get(name, 0.0)) * 1e6 / max(count, 1) for name in after}
+    return {**{name: round(us) for name, us in spent.items()}, "all": round(sum(spent.values()))}
 
 
 @dataclass(frozen=True)
