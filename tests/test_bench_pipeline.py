@@ -1,6 +1,9 @@
 """`gapstream bench pipeline` at a small size, on the real parts it always starts (embedded broker, a
 worker with its child processes, the MLLP ingress, a webhook receiver, SQLite): the benchmark keeps
 working, and under its load every ED alert routed to an organization reaches the receiver."""
+import pytest
+
+from streams.bench.harness import BenchError, timed_share
 from streams.bench.pipeline import run
 
 
@@ -16,3 +19,9 @@ def test_the_pipeline_bench_delivers_every_routed_ed_alert_and_reports_each_stag
     # Reported, not judged: a ratio of two rates is a benchmark's figure, and at this size one slow
     # fetch on a shared machine decides it (it came out 1.9 once).
     assert result["worker_vs_raw"] > 0 and result["raw_consume_decode_events_per_s"] > 0
+
+
+def test_a_backlog_consumed_before_the_first_look_is_an_error_not_a_rate_of_zero():
+    with pytest.raises(BenchError, match="too few to time"):
+        timed_share(1_800, 1_800)
+    assert timed_share(1_800, 450) == 0.75

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from streams import topics
 from streams.bench.claims_feed import claims_feed
-from streams.bench.harness import cpu_seconds, cpu_us_per, metric, raw_consume, wait_for_count, worker
+from streams.bench.harness import (
+    cpu_seconds,
+    cpu_us_per,
+    metric,
+    raw_consume,
+    timed_share,
+    wait_for_count,
+    worker,
+)
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import embedded_broker
 from streams.models import MedicalClaim
@@ -52,7 +60,7 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
             elapsed = time.perf_counter() - first_at
             result["cpu_us_per_claim"] = cpu_us_per(len(feed.claims) - first_count, cpu_before,
                                                     cpu_seconds(running.port, broker.process.pid))
-            share = (len(feed.claims) - first_count) / len(feed.claims)
+            share = timed_share(len(feed.claims), first_count)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
             result["worker_rss_mb_at_end"] = round(metric(running.port, "process_resident_memory_bytes") / 2**20)

@@ -110,9 +110,19 @@ def wait_for_count(port: int, topic: str | list[str], count: int, log: Path,
     together), and how many exactly."""
     names = [topic] if isinstance(topic, str) else topic
     labels = [f'topic="{t}"' for t in names]
+    # Waiting for the first message of a drain, a rate's start: looked for often, since a small
+    # backlog can drain within one 0.5 s look and leave nothing to time.
     done = _poll(lambda: metric(port, "gapstream_messages_in_total", labels), lambda n: n >= count,
-                 f"messages consumed of {topic} (of {count})", log, stall_s, every_s=0.5)
+                 f"messages consumed of {topic} (of {count})", log, stall_s, every_s=0.05 if count == 1 else 0.5)
     return time.perf_counter(), done
+
+
+def timed_share(total: int, first: float) -> float:
+    """The share of a drain of ``total`` messages that was timed, the first look having seen
+    ``first`` of them consumed. None of it timed is an error, not a rate of zero."""
+    if first >= total:
+        raise BenchError(f"all {total} messages were consumed before the first look: too few to time")
+    return (total - first) / total
 
 
 def wait_for_stored(port: int, log: Path, stall_s: float = 300.0) -> float:

@@ -29,7 +29,15 @@ from sinks.webhooks.signing import new_secret
 from streams import topics
 from streams.adt.mllp_client import SendReport, send_messages
 from streams.bench.claims_feed import medical_claims, pharmacy_claims
-from streams.bench.harness import BenchError, metric, peak_rss_mb, raw_consume, wait_for_count, worker
+from streams.bench.harness import (
+    BenchError,
+    metric,
+    peak_rss_mb,
+    raw_consume,
+    timed_share,
+    wait_for_count,
+    worker,
+)
 from streams.config import load
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import embedded_broker, free_port
@@ -165,7 +173,7 @@ def run(members: int, lines: int, fills: int, adt: int, ed: int, adt_rate: float
                 drained_at, _ = wait_for_count(running.port, BACKLOG, len(backlog), log)
                 drained_wall = time.time()
                 drain_s = drained_at - first_at
-                share = (len(backlog) - first) / len(backlog)
+                share = timed_share(len(backlog), first)
                 result.update({
                     "backlog_drain_s": round(drain_s, 1),
                     "backlog_events_per_s": round(len(backlog) * share / drain_s),
