@@ -18,6 +18,7 @@ from streams.bench.harness import (
     raw_consume,
     timed_share,
     wait_for_count,
+    wait_for_first,
     worker,
 )
 from streams.kafka.admin import ensure_topics
@@ -54,13 +55,13 @@ def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
         result["publish_claims_per_s"] = round(len(feed.claims) / (time.perf_counter() - started))
         with worker(env, log) as running:
             # Timed from the first claim processed: the restart (state recovery, group join) is not in it.
-            first_at, first_count = wait_for_count(running.port, topics.CLAIMS_MEDICAL, 1, log)
+            first_at, first_count = wait_for_first(running.port, topics.CLAIMS_MEDICAL, log)
             cpu_before = cpu_seconds(running.port, broker.process.pid)
             wait_for_count(running.port, topics.CLAIMS_MEDICAL, len(feed.claims), log)
             elapsed = time.perf_counter() - first_at
+            share = timed_share(len(feed.claims), first_count)
             result["cpu_us_per_claim"] = cpu_us_per(len(feed.claims) - first_count, cpu_before,
                                                     cpu_seconds(running.port, broker.process.pid))
-            share = timed_share(len(feed.claims), first_count)
             result["worker_claims_per_s"] = round(len(feed.claims) * share / elapsed)
             result["worker_lines_per_s"] = round(feed.lines * share / elapsed)
             result["worker_rss_mb_at_end"] = round(metric(running.port, "process_resident_memory_bytes") / 2**20)

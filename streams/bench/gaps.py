@@ -28,6 +28,7 @@ from streams.bench.harness import (
     raw_consume,
     timed_share,
     wait_for_count,
+    wait_for_first,
     wait_for_stored,
     warm_producer,
     worker,
@@ -141,7 +142,7 @@ def run(members: int, lines: int, fills: int, ed_visits: int, closing: int, rate
             wait_for_count(running.port, topics.ELIGIBILITY, members, log)
         asyncio.run(publish(broker.bootstrap, [r for records in backlog.values() for r in records]))
         with worker(env, log) as running:
-            first_at, first = wait_for_count(running.port, list(backlog), 1, log)
+            first_at, first = wait_for_first(running.port, list(backlog), log)
             cpu_before = cpu_seconds(running.port, broker.process.pid)
             wait_for_count(running.port, list(backlog), events, log)
             elapsed = time.perf_counter() - first_at

@@ -104,17 +104,22 @@ def warm_producer(bootstrap: str) -> Producer:
     return producer
 
 
-def wait_for_count(port: int, topic: str | list[str], count: int, log: Path,
-                   stall_s: float = 180.0) -> tuple[float, float]:
+def wait_for_count(port: int, topic: str | list[str], count: int, log: Path, stall_s: float = 180.0,
+                   every_s: float = 0.5) -> tuple[float, float]:
     """When the worker had consumed at least ``count`` messages of ``topic`` (or of the topics
     together), and how many exactly."""
     names = [topic] if isinstance(topic, str) else topic
     labels = [f'topic="{t}"' for t in names]
-    # Waiting for the first message of a drain, a rate's start: looked for often, since a small
-    # backlog can drain within one 0.5 s look and leave nothing to time.
     done = _poll(lambda: metric(port, "gapstream_messages_in_total", labels), lambda n: n >= count,
-                 f"messages consumed of {topic} (of {count})", log, stall_s, every_s=0.05 if count == 1 else 0.5)
+                 f"messages consumed of {topic} (of {count})", log, stall_s, every_s)
     return time.perf_counter(), done
+
+
+def wait_for_first(port: int, topic: str | list[str], log: Path) -> tuple[float, float]:
+    """When a drain started (its first message consumed), and how much of it was consumed by then.
+    Looked for every 50 ms: a small backlog can drain within one 0.5 s look and leave nothing to
+    time (see :func:`timed_share`)."""
+    return wait_for_count(port, topic, 1, log, every_s=0.05)
 
 
 def timed_share(total: int, first: float) -> float:

@@ -36,6 +36,7 @@ from streams.bench.harness import (
     raw_consume,
     timed_share,
     wait_for_count,
+    wait_for_first,
     worker,
 )
 from streams.config import load
@@ -165,7 +166,7 @@ def run(members: int, lines: int, fills: int, adt: int, ed: int, adt_rate: float
             result["publish_backlog_per_s"] = round(len(backlog) / (time.perf_counter() - started))
             with worker(env, log) as running:
                 # Timed from the first backlog message processed: recovery and group join are not in it.
-                first_at, first = wait_for_count(running.port, BACKLOG, 1, log)
+                first_at, first = wait_for_first(running.port, BACKLOG, log)
                 report = SendReport()
                 sending_from = time.perf_counter()
                 sender = threading.Thread(target=lambda: _send(mllp_port, feed, adt_rate, report), daemon=True)
