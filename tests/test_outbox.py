@@ -180,7 +180,10 @@ def test_claims_are_leased_limited_per_endpoint_and_one_per_member_at_a_time(sto
     assert not taken & {j.webhook_id for j in again.jobs}  # leased: nobody sends them twice meanwhile
     # M0's second event waits behind the first: the end of the first is what makes it claimable.
     assert again.held == {(slow, "M0"), (fast, "M0")}
-    assert taken <= {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {}, 100).jobs}  # lease over
+    resting = store.outbox.claim_due(now + 31, 30, {}, 100, resting={slow}).jobs  # lease over; one rests
+    assert {j.subscription_id for j in resting} == {fast}
+    assert taken <= {j.webhook_id for j in resting} | {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {},
+                                                                                                     100).jobs}
 
 
 def result(job, outcome, status=None, retry_at=None):

@@ -10,6 +10,7 @@ was checked: a name that resolves to a public address at registration and to a p
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -22,6 +23,7 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Iterable[str]]
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _RESOLUTION_TTL_S = 30.0
+_TARGETS_KEPT = 10_000  # URLs whose vetted target is kept for the TTL; more and the cache starts over
 
 
 class EgressRefused(ValueError):
@@ -55,14 +57,14 @@ class Target:
     port: int
     scheme: str
 
-    @property
+    @functools.cached_property
     def connect_url(self) -> str:
         parts = urlsplit(self.url)
         host = f"[{self.address}]" if ":" in self.address else self.address
         path = parts.path or "/"
         return f"{self.scheme}://{host}:{self.port}{path}" + (f"?{parts.query}" if parts.query else "")
 
-    @property
+    @functools.cached_property
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -83,7 +85,7 @@ class Egress:
     def __init__(self, allowed_hosts: Iterable[str] = (), resolver: Resolver = _system_resolver):
         self.allowed_hosts = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts if h.strip())
         self._resolver = resolver
-        self._resolved: dict[tuple[str, int], tuple[float, str]] = {}
+        self._targets: dict[str, tuple[float, Target]] = {}  # by URL: (until when, target)
 
     def _parse(self, url: str) -> tuple[str, str, int, bool]:
         try:
@@ -129,12 +131,15 @@ class Egress:
         return endpoint_of(url)
 
     async def target(self, url: str) -> Target:
-        """At send time: resolved again (cached briefly) and vetted; the request connects to ``address``."""
-        scheme, host, port, allowed = self._parse(url)
-        cached = self._resolved.get((host, port))
+        """At send time: resolved again (cached briefly, per URL, parsing and all) and vetted; the
+        request connects to ``address``."""
+        cached = self._targets.get(url)
         if cached and cached[0] > time.monotonic():
-            return Target(url, cached[1], host, port, scheme)
+            return cached[1]
+        scheme, host, port, allowed = self._parse(url)
         addresses = await asyncio.to_thread(self._addresses, host, port)
-        address = addresses[0] if allowed and addresses else self._vet(host, addresses)
-        self._resolved[(host, port)] = (time.monotonic() + _RESOLUTION_TTL_S, address)
-        return Target(url, address, host, port, scheme)
+        target = Target(url, addresses[0] if allowed and addresses else self._vet(host, addresses), host, port, scheme)
+        if len(self._targets) >= _TARGETS_KEPT:
+            self._targets.clear()
+        self._targets[url] = (time.monotonic() + _RESOLUTION_TTL_S, target)
+        return target
