@@ -144,7 +144,7 @@ def subscribe(store, receiver: Receiver, **spec) -> str:
 
 
 async def run_until(store: Store, done, wait_s: float = 20.0, schedule=FAST, request_timeout_s: float = 2.0,
-                    poll_interval_s: float = 0.05, **kwargs) -> None:
+                    poll_interval_s: float = 0.05, grace_s: float = 1.0, **kwargs) -> None:
     dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, request_timeout_s, schedule,
                             poll_interval_s=poll_interval_s, **kwargs)
     task = asyncio.create_task(dispatcher.run())
@@ -156,7 +156,7 @@ async def run_until(store: Store, done, wait_s: float = 20.0, schedule=FAST, req
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
-        await dispatcher.close()
+        await dispatcher.close(grace_s)
 
 
 def settled(store):
@@ -308,6 +308,16 @@ async def test_exhausted_deliveries_are_kept_and_reported(tmp_path):
     notice = json.loads(ops.requests[0].body)
     Webhook(ops.secret).verify(ops.requests[0].body, ops.requests[0].headers)
     assert notice["type"] == "delivery.exhausted" and notice["data"]["attempts"] == len(FAST)
+
+
+async def test_a_stop_lets_a_request_in_flight_finish_so_it_is_not_sent_again(tmp_path):
+    receiver = Receiver(delay_s=1.0).start()
+    store = new_store(tmp_path)
+    subscribe(store, receiver)
+    store.outbox.save_alerts([make_alert("a1")])
+    await run_until(store, lambda: receiver.requests, grace_s=5.0)  # stopped while the receiver answers
+    [delivery] = store.deliveries()
+    assert delivery.status == "delivered" and len(receiver.requests) == 1
 
 
 async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(tmp_path):

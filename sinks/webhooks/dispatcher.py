@@ -238,7 +238,12 @@ class Dispatcher:
             except Exception as exc:
                 log.error("sending e-mail notices failed: %s", where(exc))
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Call once :meth:`run` has ended. Requests in flight get ``grace_s`` to finish: one cut off
+        may already have reached its receiver, and with no result recorded it is sent again once its
+        lease ends. Receivers de-duplicate by ``webhook-id``, but a stop should not make them."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -36,22 +36,33 @@ from streams.tools.demo import percentile
 
 ENDPOINTS, SUBS_PER_ENDPOINT = 50, 4
 HANG_S = 60.0
+CLOSE_GRACE_S = 1.0  # a healthy request finishes within it; waiting out the hanging ones would only slow the run
 
 
 def _serve(ports: dict[int, str], conn) -> None:
     """Receivers: ``ok`` answers 204, ``fail`` 503, ``hang`` never before the sender gives up.
-    Healthy receipts are reported (latency in ms from the event's timestamp) when asked."""
+    Healthy receipts are reported when asked: the latency in ms from the event's timestamp of each
+    first receipt, and how many were receipts again of a ``webhook-id`` already seen (a delivery cut
+    off by a dispatcher's stop is sent again once its lease ends; it is not a new sample)."""
     received: list[float] = []
+    seen: set[str] = set()
+    repeats = 0
 
     async def handle(request: web.Request) -> web.Response:
+        nonlocal repeats
         mode = ports[request.url.port]
         body = await request.read()
-        if mode == "hang":
+        if mode == "hang":  # the sender gave up long before; this answer is no receipt
             await asyncio.sleep(HANG_S)
+            return web.Response(status=204)
         if mode == "fail":
             return web.Response(status=503)
-        created = json.loads(body)["data"]["created_at_ms"]
-        received.append(time.time() * 1000 - created)
+        webhook_id = request.headers["webhook-id"]
+        if webhook_id in seen:
+            repeats += 1
+        else:
+            seen.add(webhook_id)
+            received.append(time.time() * 1000 - json.loads(body)["data"]["created_at_ms"])
         return web.Response(status=204)
 
     async def main() -> None:
@@ -66,11 +77,13 @@ def _serve(ports: dict[int, str], conn) -> None:
             await asyncio.sleep(3600)
 
     def answer() -> None:
+        nonlocal repeats
         while True:
             conn.recv()
-            taken = received[:]
+            taken, repeated = received[:], repeats
             del received[:len(taken)]
-            conn.send(taken)
+            repeats -= repeated
+            conn.send((taken, repeated))
 
     threading.Thread(target=answer, daemon=True).start()
     asyncio.run(main())
@@ -128,15 +141,12 @@ async def _drain(condition: _Condition, backlog: int, conn, concurrency: int, ti
     dispatcher = _dispatcher(condition.store, concurrency, timeout_s)
     started = time.monotonic()
     task = asyncio.create_task(dispatcher.run())
-    got: list[float] = []
-    while len(got) < expected and time.monotonic() - started < 300:
-        await asyncio.sleep(0.2)
-        got += await asyncio.to_thread(_ask, conn)
+    got, repeated = await _collect(conn, expected, started + 300)
     seconds = time.monotonic() - started
     task.cancel()
-    await dispatcher.close()
+    await dispatcher.close(CLOSE_GRACE_S)
     return {"deliveries": len(got), "seconds": round(seconds, 2), "per_s": round(len(got) / seconds),
-            **(_counts() - before)}
+            "received_again": repeated, **(_counts() - before)}
 
 
 async def _paced(condition: _Condition, conn, rate: float, seconds: float, concurrency: int,
@@ -162,14 +172,11 @@ async def _paced(condition: _Condition, conn, rate: float, seconds: float, concu
 
     started = time.monotonic()
     expected = await asyncio.to_thread(produce)
-    got: list[float] = []
-    while len(got) < expected and time.monotonic() - started < seconds + 60:
-        await asyncio.sleep(0.2)
-        got += await asyncio.to_thread(_ask, conn)
+    got, repeated = await _collect(conn, expected, started + seconds + 60)
     counts = _counts() - before
     task.cancel()
-    await dispatcher.close()
-    return got, {"healthy_delivered": len(got), "healthy_expected": expected, **counts}
+    await dispatcher.close(CLOSE_GRACE_S)
+    return got, {"healthy_delivered": len(got), "healthy_expected": expected, "received_again": repeated, **counts}
 
 
 def _dispatcher(store: Store, concurrency: int, timeout_s: float) -> Dispatcher:
@@ -178,9 +185,20 @@ def _dispatcher(store: Store, concurrency: int, timeout_s: float) -> Dispatcher:
                       endpoint_concurrency=concurrency, poll_interval_s=0.05)
 
 
-def _ask(conn) -> list[float]:
+def _ask(conn) -> tuple[list[float], int]:
     conn.send("report")
     return conn.recv()
+
+
+async def _collect(conn, expected: int, deadline: float) -> tuple[list[float], int]:
+    """First receipts' latencies until ``expected`` of them (or the deadline), and receipts again."""
+    got: list[float] = []
+    repeated = 0
+    while len(got) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        new, again = await asyncio.to_thread(_ask, conn)
+        got, repeated = got + new, repeated + again
+    return got, repeated
 
 
 def _r(value: float | None) -> float | None:
