@@ -460,9 +460,9 @@ def bench_pipeline(members: int, lines: int, fills: int, adt: int, ed_visits: in
 @click.option("--backlog", type=int, default=2_500, show_default=True, help="Alerts queued before the drain.")
 @click.option("--rate", type=float, default=50.0, show_default=True,
               help="Alerts a second while paced (each goes to 4 subscriptions).")
-@click.option("--seconds", type=float, default=20.0, show_default=True,
+@click.option("--seconds", type=float, default=40.0, show_default=True,
               help="How long the paced phase runs, per condition.")
-@click.option("--rounds", type=int, default=4, show_default=True,
+@click.option("--rounds", type=int, default=8, show_default=True,
               help="Turns the two conditions take in the paced phase.")
 @click.option("--unhealthy", type=float, default=0.2, show_default=True, help="Share of failing or hanging endpoints.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight per endpoint.")

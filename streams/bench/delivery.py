@@ -29,6 +29,7 @@ from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
 from sinks.webhooks.dispatcher import Dispatcher
 from sinks.webhooks.egress import Egress
+from streams.child import calm_collector
 from streams.kafka.broker import free_port
 from streams.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_CLAIMS
 from streams.models import Alert
@@ -229,6 +230,7 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
         with tempfile.TemporaryDirectory(prefix="gapstream-bench-delivery-") as tmp:
             conditions = {"all_healthy": _condition(Path(tmp), "healthy", ["ok"] * ENDPOINTS, healthy_ports),
                           "with_unhealthy": _condition(Path(tmp), "failing", [modes_by_port[p] for p in mixed], mixed)}
+            calm_collector()  # as the worker's sink process does once started
             for name, condition in conditions.items():
                 detail[name]["drain"] = asyncio.run(_drain(condition, backlog, parent, concurrency, timeout_s))
             # The paced phase alternates between the two in rounds (ABBA...), so that a slow spell of
