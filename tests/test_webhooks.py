@@ -310,6 +310,20 @@ async def test_exhausted_deliveries_are_kept_and_reported(tmp_path):
     assert notice["type"] == "delivery.exhausted" and notice["data"]["attempts"] == len(FAST)
 
 
+async def test_a_notice_that_runs_out_itself_is_not_told_in_turn(tmp_path):
+    # Two subscriptions on one dead endpoint, each told when the other's deliveries run out.
+    down = Receiver(script=[500] * 100).start()
+    store = new_store(tmp_path)
+    for _ in range(2):
+        subscribe(store, down, event_types=("adt.*", "delivery.exhausted"))
+    store.outbox.save_alerts([make_alert("a1")])
+    settled = lambda: len(store.deliveries()) >= 4 and all(d.status == "exhausted" for d in store.deliveries())  # noqa: E731
+    await run_until(store, settled, wait_s=10.0)
+    # The alert to each, and to each the notice that the other's ran out: then nothing more.
+    assert sorted(d.event_type for d in store.deliveries()) == ["adt.ed_visit"] * 2 + ["delivery.exhausted"] * 2
+    assert len(down.requests) == 4 * len(FAST)
+
+
 async def test_a_stop_lets_a_request_in_flight_finish_so_it_is_not_sent_again(tmp_path):
     receiver = Receiver(delay_s=1.0).start()
     store = new_store(tmp_path)

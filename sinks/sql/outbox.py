@@ -172,6 +172,7 @@ def _queue_heads(dialect: str, per_subscription: int) -> Select:
 
 
 _deliveries = Delivery.__table__
+_DELIVERY_NOTICES = ("delivery.exhausted", "endpoint.disabled")
 # Due at the time of the update, or another dispatcher leased it in between. The status is compared as
 # an expression no index serves: SQLite, without statistics, would otherwise walk the (status,
 # next_attempt_at) index over the whole backlog instead of looking up the few ids claimed, and a claim
@@ -581,11 +582,14 @@ class Outbox:
               "next": r.decision.retry_at if r.decision.outcome == "retry" else r.at} for r in failed])
         exhausted = [r for r in failed if r.decision.outcome == "exhausted"]
         WEBHOOKS_EXHAUSTED.inc(len(exhausted))
+        # A notice about delivery that runs out itself is kept and counted, but not told in turn: the
+        # organization's other subscriptions, often on the same dead endpoint, would each tell the
+        # rest, round after round, until they were disabled.
         notices = self.notify(s, "delivery.exhausted", [(
             r.job.organization_id, r.job.subscription_id, f"exhausted|{r.job.webhook_id}", {
                 "subscription_id": r.job.subscription_id, "webhook_id": r.job.webhook_id,
                 "event_type": r.job.event_type, "alert_id": r.job.alert_id, "attempts": r.job.attempts + 1,
-                "last_error": _error(r.result)}) for r in exhausted])
+                "last_error": _error(r.result)}) for r in exhausted if r.job.event_type not in _DELIVERY_NOTICES])
         by_subscription: dict[str, list[AttemptResult]] = {}
         for r in failed:
             by_subscription.setdefault(r.job.subscription_id, []).append(r)

@@ -30,7 +30,7 @@ from sinks.sql.subscriptions import Spec
 from sinks.webhooks.dispatcher import Dispatcher
 from sinks.webhooks.egress import Egress
 from streams.child import calm_collector
-from streams.kafka.broker import free_port
+from streams.kafka.broker import free_ports
 from streams.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_CLAIMS
 from streams.models import Alert
 from streams.tools.demo import percentile
@@ -209,8 +209,8 @@ def _r(value: float | None) -> float | None:
 def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int, timeout_s: float,
         rounds: int = 4) -> dict:
     bad = round(ENDPOINTS * unhealthy)
-    healthy_ports = [free_port() for _ in range(ENDPOINTS)]
-    bad_ports = [free_port() for _ in range(bad)]
+    ports = free_ports(ENDPOINTS + bad)
+    healthy_ports, bad_ports = ports[:ENDPOINTS], ports[ENDPOINTS:]
     modes_by_port = {**dict.fromkeys(healthy_ports, "ok"),
                      **{p: "fail" if k % 2 == 0 else "hang" for k, p in enumerate(bad_ports)}}
     # With unhealthy endpoints: as many endpoints in all, a fifth of them replaced by bad ones, spread out.

@@ -41,7 +41,7 @@ from streams.bench.harness import (
 )
 from streams.config import load
 from streams.kafka.admin import ensure_topics
-from streams.kafka.broker import embedded_broker, free_port
+from streams.kafka.broker import embedded_broker, free_ports
 from streams.models import MedicalClaim, PharmacyClaim
 from streams.sources.publish import publish
 from streams.tools.demo import percentile, spawn, subscribe, wait_listening
@@ -135,12 +135,12 @@ def run(members: int, lines: int, fills: int, adt: int, ed: int, adt_rate: float
 
     with tempfile.TemporaryDirectory() as tmp, embedded_broker(Path(tmp) / "broker.log") as broker:
         ensure_topics(broker.bootstrap, topics.INGRESS_TOPICS, 4)
-        receiver_port, mllp_port = free_port(), free_port()
+        receiver_port, mllp_port, metrics_port = free_ports(3)
         secret = new_secret()
         settings = replace(load(), data_dir=Path(tmp), database_url=None, webhook_allowed_hosts=("127.0.0.1",))
         subscribe(settings, pop.organizations, f"http://127.0.0.1:{receiver_port}/alerts", ("adt.ed_visit",), secret)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "GAPSTREAM_DATA_DIR": tmp,
-               "GAPSTREAM_MLLP_PORT": str(mllp_port), "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()),
+               "GAPSTREAM_MLLP_PORT": str(mllp_port), "GAPSTREAM_MLLP_METRICS_PORT": str(metrics_port),
                "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "GAPSTREAM_LOG_LEVEL": "info"}
         env.pop("DATABASE_URL", None)
         log = Path(tmp) / "worker.log"

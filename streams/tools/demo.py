@@ -29,7 +29,7 @@ from sinks.webhooks.signing import new_secret
 from streams.adt.mllp_client import send_messages
 from streams.adt.visits import ED_VISIT
 from streams.config import Settings
-from streams.kafka.broker import BrokerError, die_with_parent, free_port
+from streams.kafka.broker import BrokerError, die_with_parent, free_ports
 from streams.runtime import bootstrap_servers
 from streams.sources.publish import publish
 from streams.tools.generate import Organization, adt_feed, ed_visits, eligibility, population, providers
@@ -93,13 +93,13 @@ def run_demo(settings: Settings, duration: float, seed: int, members: int, rate:
 
     with bootstrap_servers(settings) as bootstrap:
         secret = new_secret()
-        receiver_port, web_port, mllp_port = free_port(), free_port(), free_port()
+        receiver_port, web_port, mllp_port, metrics_port = free_ports(4)
         # The receiver is on loopback, which only an allow-listed host may be.
         settings = replace(settings, webhook_allowed_hosts=("127.0.0.1",))
         subscribe(settings, pop.organizations, f"http://127.0.0.1:{receiver_port}/alerts", ("adt.*",), secret)
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "GAPSTREAM_DATA_DIR": str(data_dir),
                "GAPSTREAM_WEB_PORT": str(web_port), "GAPSTREAM_MLLP_PORT": str(mllp_port),
-               "GAPSTREAM_MLLP_METRICS_PORT": str(free_port()), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1,2",
+               "GAPSTREAM_MLLP_METRICS_PORT": str(metrics_port), "GAPSTREAM_WEBHOOK_SCHEDULE_S": "0,0.2,0.5,1,2",
                "GAPSTREAM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
                "GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S": "1"}
         env.pop("DATABASE_URL", None)
