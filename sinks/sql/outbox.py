@@ -68,6 +68,7 @@ def passes(filters: dict[str, list[str]], alert: Alert) -> bool:
 
 
 ATTRIBUTION_CHANGED = "attribution.changed"
+DELIVERY_EXHAUSTED, ENDPOINT_DISABLED = "delivery.exhausted", "endpoint.disabled"  # notices about delivery itself
 
 
 class _Recipients:
@@ -172,7 +173,6 @@ def _queue_heads(dialect: str, per_subscription: int) -> Select:
 
 
 _deliveries = Delivery.__table__
-_DELIVERY_NOTICES = ("delivery.exhausted", "endpoint.disabled")
 # Due at the time of the update, or another dispatcher leased it in between. The status is compared as
 # an expression no index serves: SQLite, without statistics, would otherwise walk the (status,
 # next_attempt_at) index over the whole backlog instead of looking up the few ids claimed, and a claim
@@ -585,11 +585,12 @@ class Outbox:
         # A notice about delivery that runs out itself is kept and counted, but not told in turn: the
         # organization's other subscriptions, often on the same dead endpoint, would each tell the
         # rest, round after round, until they were disabled.
-        notices = self.notify(s, "delivery.exhausted", [(
+        told = [r for r in exhausted if r.job.event_type not in (DELIVERY_EXHAUSTED, ENDPOINT_DISABLED)]
+        notices = self.notify(s, DELIVERY_EXHAUSTED, [(
             r.job.organization_id, r.job.subscription_id, f"exhausted|{r.job.webhook_id}", {
                 "subscription_id": r.job.subscription_id, "webhook_id": r.job.webhook_id,
                 "event_type": r.job.event_type, "alert_id": r.job.alert_id, "attempts": r.job.attempts + 1,
-                "last_error": _error(r.result)}) for r in exhausted if r.job.event_type not in _DELIVERY_NOTICES])
+                "last_error": _error(r.result)}) for r in told])
         by_subscription: dict[str, list[AttemptResult]] = {}
         for r in failed:
             by_subscription.setdefault(r.job.subscription_id, []).append(r)
@@ -614,7 +615,7 @@ class Outbox:
         # By e-mail too: the organization's other subscriptions may be on the same dead endpoint.
         EmailNotices.queue(s, sub.organization_id, f"gapstream: webhook subscription {sub.id} is disabled",
                            _disabled_text(sub, reason), at)
-        return self.notify(s, "endpoint.disabled", [(sub.organization_id, sub.id, f"disabled|{sub.id}|{at}",
+        return self.notify(s, ENDPOINT_DISABLED, [(sub.organization_id, sub.id, f"disabled|{sub.id}|{at}",
                                                      {"subscription_id": sub.id, "url": sub.url, "reason": reason})])
 
     # -- recovery ---------------------------------------------------------------------------------

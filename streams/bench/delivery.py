@@ -198,7 +198,8 @@ async def _collect(conn, expected: int, deadline: float) -> tuple[list[float], i
     while len(got) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         new, again = await asyncio.to_thread(_ask, conn)
-        got, repeated = got + new, repeated + again
+        got += new
+        repeated += again
     return got, repeated
 
 
