@@ -27,7 +27,7 @@ class CohortStore:
         rows = [{"member_id": c.member_id, "cohorts": json.dumps(c.cohorts), "as_of": c.as_of,
                  "changed_at_ms": c.changed_at_ms} for c in latest.values()]
         with self._session.begin() as s:
-            s.execute(upsert(self._insert, MemberCohorts, rows, ["member_id"], unless_newer="changed_at_ms"))
+            upsert(s, self._insert, MemberCohorts, rows, ["member_id"], unless_newer="changed_at_ms")
 
     def of(self, member_id: str) -> list[str]:
         with self._session() as s:

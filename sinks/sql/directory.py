@@ -23,7 +23,7 @@ class DirectoryStore:
         rows = [{"npi": p.npi, "name": p.name, "role": p.role, "taxonomy": p.taxonomy,
                  "organization_id": p.organization_id} for p in latest.values()]
         with self._session.begin() as s:
-            s.execute(upsert(self._insert, ProviderRow, rows, ["npi"]))
+            upsert(s, self._insert, ProviderRow, rows, ["npi"])
 
     def apply_many(self, changes: list[tuple[str, Provider | None]]) -> None:
         """(NPI, provider) pairs from the providers topic in order; no provider (a tombstone)

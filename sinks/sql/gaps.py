@@ -30,7 +30,7 @@ class GapStore:
                 for (member_id, _), gap in latest.items()]
         if rows:
             with self._session.begin() as s:
-                s.execute(upsert(self._insert, CareGap, rows, ["member_id", "gap_id"], unless_newer="revision"))
+                upsert(s, self._insert, CareGap, rows, ["member_id", "gap_id"], unless_newer="revision")
 
     def for_member(self, member_id: str, status: str | None = None) -> list[GapInfo]:
         query = select(CareGap.info).where(CareGap.member_id == member_id)
