@@ -77,10 +77,11 @@ class Handler(Protocol):
 
 class StatefulProcessor:
     def __init__(self, name: str, bootstrap: str, group_id: str, inputs: list[str], partitions: int,
-                 handler: Handler, codec: AvroCodec, commit_interval_s: float = 1.0, batch_size: int = 2000):
+                 handler: Handler, codec: AvroCodec, commit_interval_s: float = 1.0, batch_size: int = 2000,
+                 linger_ms: int = 100):
         self.name, self._bootstrap, self._group_id = name, bootstrap, group_id
         self._inputs, self._partitions, self._handler, self._codec = inputs, partitions, handler, codec
-        self._interval, self._batch = commit_interval_s, batch_size
+        self._interval, self._batch, self._linger_ms = commit_interval_s, batch_size, linger_ms
         self.changelog = Changelog(bootstrap, f"{group_id}-{name}-changelog", partitions)
         self._timer = PROCESSING.labels(agent=name)
         self.states: dict[int, PartitionState] = {}
@@ -121,13 +122,13 @@ class StatefulProcessor:
 
     def _consume(self) -> None:
         # Member state is repetitive JSON: compressed, the broker stores and serves a fraction. The
-        # embedded broker's cost is per request more than per byte, so writes wait up to 100 ms to
-        # travel together (`gapstream bench attribution`, 20,000 members: broker CPU per claim
-        # 140-149 -> 45-50 µs, the sinks' too falls as their batches fill); nothing downstream needs
-        # them sooner, and a checkpoint sends what waits at once. The delivery callback is the
-        # producer's, so a failed changelog write fails the checkpoint as a failed output does.
+        # embedded broker's cost is per request more than per byte, so while a backlog drains, writes
+        # wait (100 ms by default) to travel together (`gapstream bench attribution`, 20,000 members: broker
+        # CPU per claim 140-149 -> 45-50 µs, the sinks' too falls as their batches fill); a flow that
+        # keeps up sends them at once (see _consume). The delivery callback is the producer's, so a
+        # failed changelog write fails the checkpoint as a failed output does.
         self._producer = Producer(producer_config(self._bootstrap, **{
-            "linger.ms": 100, "compression.type": "lz4", "on_delivery": self._delivered}))
+            "linger.ms": self._linger_ms, "compression.type": "lz4", "on_delivery": self._delivered}))
         # Range assignment hands out co-partitioned inputs by partition number; a partition's
         # recovery must fit between two polls.
         self._consumer = Consumer(group_consumer_config(self._bootstrap, self._group_id, 60,
@@ -155,7 +156,12 @@ class StatefulProcessor:
                     self._timer.observe(per_message)
             for topic, count in counts.items():
                 MESSAGES_IN.labels(topic=topic).inc(count)
-            self._producer.poll(0)
+            if len(batch) < self._batch // 10 and len(self._producer):
+                # Keeping up: a small batch's writes (a gap closed, an attribution changed) go now
+                # rather than lingering; a failure is the next checkpoint's to find.
+                self._producer.flush(1.0)
+            else:
+                self._producer.poll(0)
             if time.monotonic() - last_checkpoint >= self._interval:
                 self._checkpoint()
                 last_checkpoint = time.monotonic()

@@ -104,6 +104,23 @@ def test_a_processor_killed_between_checkpoints_loses_nothing(broker):
     assert dead, "the poison message is dead-lettered, not retried forever or dropped"
 
 
+def test_a_processor_that_keeps_up_sends_its_outputs_at_once(broker):
+    """Outputs linger while a backlog drains, to travel in few requests; a message on its own (a
+    claim closing a gap) must not wait for that, nor for the next checkpoint."""
+    ensure_topics(broker.bootstrap, [INPUT, OUTPUT, "dlq"], 4)
+    p = StatefulProcessor("seen", broker.bootstrap, f"proc-{time.time_ns()}", [INPUT], 4, SeenIds(), AvroCodec(),
+                          commit_interval_s=120, linger_ms=60_000)
+    p.ensure_topics()
+    p.start()
+    try:
+        value = f"alone-{time.time_ns()}"
+        send(broker.bootstrap, [("k1", value)])
+        wait_for(lambda: any(m.value() == value.encode() for m in read_to_end(broker.bootstrap, OUTPUT)), 20,
+                 message="the output, long before the linger or a checkpoint would send it")
+    finally:
+        p.stop()
+
+
 def test_reading_to_the_end_sees_every_record_of_a_batched_write(broker):
     """The embedded broker's ListOffsets answer undercounts batched records; reads must not stop there."""
     ensure_topics(broker.bootstrap, ["proc.batched"], 4)
