@@ -123,10 +123,10 @@ class StatefulProcessor:
     def _consume(self) -> None:
         # Member state is repetitive JSON: compressed, the broker stores and serves a fraction. The
         # embedded broker's cost is per request more than per byte, so while a backlog drains, writes
-        # wait (100 ms by default) to travel together (`gapstream bench attribution`, 20,000 members: broker
-        # CPU per claim 140-149 -> 45-50 µs, the sinks' too falls as their batches fill); a flow that
-        # keeps up sends them at once (see _consume). The delivery callback is the producer's, so a
-        # failed changelog write fails the checkpoint as a failed output does.
+        # wait (100 ms by default) to travel together (`gapstream bench attribution`, 20,000
+        # members: broker CPU per claim 140-149 -> 45-50 µs, the sinks' too falls as their batches
+        # fill); a flow that keeps up sends them at once (below). The delivery callback is the
+        # producer's, so a failed changelog write fails the checkpoint as a failed output does.
         self._producer = Producer(producer_config(self._bootstrap, **{
             "linger.ms": self._linger_ms, "compression.type": "lz4", "on_delivery": self._delivered}))
         # Range assignment hands out co-partitioned inputs by partition number; a partition's
