@@ -13,6 +13,7 @@ The receivers run in a process of their own so they do not share the dispatcher'
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing
 import tempfile
@@ -227,6 +228,7 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
     names = ("all_healthy", "with_unhealthy")
     detail: dict[str, dict] = {name: {"paced_rounds": []} for name in names}
     latencies: dict[str, list[float]] = {name: [] for name in names}
+    thresholds = gc.get_threshold()
     try:
         with tempfile.TemporaryDirectory(prefix="gapstream-bench-delivery-") as tmp:
             conditions = {"all_healthy": _condition(Path(tmp), "healthy", ["ok"] * ENDPOINTS, healthy_ports),
@@ -244,6 +246,10 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
                     detail[name]["paced_rounds"].append({**counts, "p99_ms": _r(percentile(got, 99))})
     finally:
         receiver.kill()
+        # The bench may run inside a longer-lived program (the test suite): its collector is left
+        # as a fresh process has it, nothing frozen.
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     p50 = {name: _r(percentile(latencies[name], 50)) for name in names}
     p99 = {name: _r(percentile(latencies[name], 99)) for name in names}
     return {
