@@ -226,7 +226,8 @@ class Outbox:
     def __init__(self, session: sessionmaker[Session], insert: Callable, part2: Part2Rule, sealer: Sealer,
                  disable_after_s: float = 5 * 24 * 3600.0):
         self._session, self._insert, self._part2, self._sealer = session, insert, part2, sealer
-        # Core: through the ORM, a bulk insert spent more in the ORM than in the database (profiled).
+        # Built once, the rows going as its parameters, so SQLAlchemy compiles it once; and Core:
+        # through the ORM, a bulk insert spent more in the ORM than in the database (profiled).
         alerts = AlertRow.__table__
         self._insert_alerts = insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"]).returning(
             alerts.c.alert_id)
@@ -342,8 +343,6 @@ class Outbox:
             return 0
         routed: list[Alert] = []
         with self._session.begin() as s:
-            # Rows as parameters, not as VALUES: a statement of the same shape for every batch, so
-            # SQLAlchemy compiles it once instead of once per batch size.
             stored = set(s.connection().execute(self._insert_alerts, list(rows.values())).scalars())
             told = self._told(s, {a.cancels_alert_id for a in alerts if a.alert_id in stored and a.cancels_alert_id})
             recipients = _Recipients(self._subscriptions(s, {a.organization_id for a in alerts if a.alert_id in stored},

@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 
 def upsert(s: Session, insert: Callable, model: Any, rows: list[dict[str, Any]], keys: Sequence[str],
            unless_newer: str | None = None) -> None:
-    """Write ``rows`` (one per key: a statement may not update a row twice); ``insert`` is the
-    dialect's (SQLite or PostgreSQL), ``unless_newer`` a column whose stored value, when greater,
-    keeps the stored row. The rows go as parameters of one statement built once per shape: rows as
-    VALUES made SQLAlchemy compile a new statement for every batch, a fifth of the sinks' time."""
-    if rows:
-        s.connection().execute(_statement(insert, model.__table__, tuple(rows[0]), tuple(keys), unless_newer), rows)
+    """Write ``rows`` (at least one, and one per key: a statement may not update a row twice);
+    ``insert`` is the dialect's (SQLite or PostgreSQL), ``unless_newer`` a column whose stored value,
+    when greater, keeps the stored row. The rows go as parameters of one statement built once per
+    shape: rows as VALUES made SQLAlchemy compile a new statement for every batch, a fifth of the
+    sinks' time."""
+    s.connection().execute(_statement(insert, model.__table__, tuple(rows[0]), tuple(keys), unless_newer), rows)
 
 
 @cache
