@@ -7,10 +7,9 @@ Calls are synchronous; async callers run them in a thread.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -23,6 +22,7 @@ from sinks.sql.gaps import GapStore
 from sinks.sql.models import Delivery
 from sinks.sql.outbox import Outbox
 from sinks.sql.sealing import Sealer
+from sinks.sql.sqlite import sqlite_engine
 from sinks.sql.subscriptions import SubscriptionStore
 from sinks.webhooks.disclosure import part2_rule
 from sinks.webhooks.egress import Egress
@@ -33,20 +33,7 @@ if TYPE_CHECKING:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn, _record):  # WAL lets the CLI and a worker use one file at once
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode, NORMAL keeps every committed transaction when the process crashes (what the
-            # delivery contract needs: a killed worker loses nothing) and stays consistent; only an OS
-            # crash or power loss may roll back the last commits. FULL would fsync every commit,
-            # several milliseconds each here. Production runs on PostgreSQL.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA foreign_keys=ON")
-        return engine
+        return sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)
 
 

@@ -1,0 +1,104 @@
+"""SQLite, the embedded default's database: WAL, and within a process one writer at a time.
+
+SQLite lets one connection write at a time. A connection that finds the file locked waits in
+SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25 ... up to 100 ms between tries: behind
+a writer that needed 3 ms, the next may sleep 8 or 18. The worker's sink process has three writers
+on one file (ADT alert routing, the table sinks, the webhook dispatcher), and those sleeps were the
+tail of webhook latency (`gapstream bench delivery`'s paced phase, README "Webhook delivery").
+So writers of one process queue on a lock of their own, per database file: taken at a
+transaction's first write, released when it commits or rolls back, and the next writer starts the
+moment it is released. Readers take nothing (WAL lets them read beside a writer); other processes
+(the CLI) still meet SQLite's busy handler.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+TIMEOUT_S = 30.0
+# The statements that take SQLite's write lock; the sqlite3 module begins a transaction before the
+# first four, and DDL outside one commits at once.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+_writers: dict[str, threading.Lock] = {}  # by database file
+_writers_lock = threading.Lock()
+
+
+def _writer_lock(path: str) -> threading.Lock:
+    with _writers_lock:
+        return _writers.setdefault(os.path.realpath(path), threading.Lock())
+
+
+class _Cursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters=(), /):  # type: ignore[override]
+        return self.connection._write(sql, super().execute, parameters)  # type: ignore[attr-defined]
+
+    def executemany(self, sql: str, parameters, /):  # type: ignore[override]
+        return self.connection._write(sql, super().executemany, parameters)  # type: ignore[attr-defined]
+
+
+class _Connection(sqlite3.Connection):
+    _lock: threading.Lock
+    _holding = False
+
+    def cursor(self, factory=_Cursor):  # type: ignore[override]
+        return super().cursor(factory)
+
+    def _write(self, sql: str, run, parameters):
+        if not self._holding and sql.lstrip()[:7].upper().startswith(_WRITES):
+            if not self._lock.acquire(timeout=TIMEOUT_S):
+                raise sqlite3.OperationalError(f"database is locked (another writer of this process held it "
+                                               f"for {TIMEOUT_S:g} s)")
+            self._holding = True
+        try:
+            return run(sql, parameters)
+        finally:
+            if self._holding and not self.in_transaction:  # a failed write, or DDL committed at once
+                self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+def sqlite_engine(url: str) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": TIMEOUT_S,
+                                              "factory": _Connection})
+    lock = _writer_lock(path)
+
+    @event.listens_for(engine, "connect")
+    def _setup(connection: _Connection, _record) -> None:
+        connection._lock = lock
+        connection.execute("PRAGMA journal_mode=WAL")  # the CLI and a worker use one file at once
+        # In WAL mode, NORMAL keeps every committed transaction when the process crashes (what the
+        # delivery contract needs: a killed worker loses nothing) and stays consistent; only an OS
+        # crash or power loss may roll back the last commits. FULL would fsync every commit,
+        # several milliseconds each here. Production runs on PostgreSQL.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+    return engine
