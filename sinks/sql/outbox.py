@@ -205,7 +205,7 @@ _ATTEMPT = insert(DeliveryAttempt.__table__)
 _DELIVERED = update(_deliveries).where(_deliveries.c.webhook_id == bindparam("wid")).values(
     status="delivered", delivered_at=bindparam("at"), attempts=bindparam("n"), last_error=None)
 _RECOVERED = update(_subs).where(_subs.c.id.in_(bindparam("ids", expanding=True)),
-                                          _subs.c.failing_since.is_not(None)).values(failing_since=None)
+                                 _subs.c.failing_since.is_not(None)).values(failing_since=None)
 _FAILED = update(_deliveries).where(_deliveries.c.webhook_id == bindparam("wid")).values(
     attempts=bindparam("n"), last_error=bindparam("error"), status=bindparam("st"), next_attempt_at=bindparam("next"))
 
@@ -586,10 +586,11 @@ class Outbox:
 
     def _failed(self, s: Session, failed: list[AttemptResult]) -> int:
         # One statement for the batch: a failing endpoint's results arrive by the hundred.
-        s.connection().execute(_FAILED, [{"wid": r.job.webhook_id, "n": r.job.attempts + 1, "error": _error(r.result),
-              "st": "exhausted" if r.decision.outcome == "exhausted" else "pending",
-              # gone: stays queued, and goes out if the organization enables the endpoint again
-              "next": r.decision.retry_at if r.decision.outcome == "retry" else r.at} for r in failed])
+        s.connection().execute(_FAILED, [{
+            "wid": r.job.webhook_id, "n": r.job.attempts + 1, "error": _error(r.result),
+            "st": "exhausted" if r.decision.outcome == "exhausted" else "pending",
+            # gone: stays queued, and goes out if the organization enables the endpoint again
+            "next": r.decision.retry_at if r.decision.outcome == "retry" else r.at} for r in failed])
         exhausted = [r for r in failed if r.decision.outcome == "exhausted"]
         WEBHOOKS_EXHAUSTED.inc(len(exhausted))
         # A notice about delivery that runs out itself is kept and counted, but not told in turn: the
