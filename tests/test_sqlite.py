@@ -5,7 +5,7 @@ import time
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sinks.sql.sqlite import sqlite_engine
 
@@ -50,16 +50,42 @@ def test_a_writer_waiting_behind_another_starts_as_soon_as_it_commits(engine):
     assert statistics.median(gaps) < 0.04, gaps
 
 
+def _next_writer_gets_in(url: str, row: int) -> None:
+    done: list[float] = []
+    other = sqlite_engine(url)  # a store of its own on the same file, as the CLI's beside a worker's
+    _write_in_thread(other, row, done).join(5)
+    other.dispose()
+    assert done, "the next writer is still waiting"
+
+
 def test_a_failed_write_lets_the_next_writer_in(engine, url):
     with engine.begin() as c:
         c.execute(text("INSERT INTO t VALUES (1)"))
     with pytest.raises(IntegrityError), engine.begin() as c:
         c.execute(text("INSERT INTO t VALUES (2)"))
         c.execute(text("INSERT INTO t VALUES (1)"))
-    done: list[float] = []
-    other = sqlite_engine(url)  # a store of its own on the same file, as the CLI's beside a worker's
-    _write_in_thread(other, 3, done).join(5)
-    other.dispose()
-    assert done, "the writer after a rolled-back transaction is still waiting"
+    _next_writer_gets_in(url, 3)
     with engine.connect() as c:
-        assert c.execute(text("SELECT id FROM t ORDER BY id")).scalars().all() == [1, 3]
+        with pytest.raises(OperationalError):  # fails before it opens a transaction
+            c.execute(text("INSERT INTO missing VALUES (1)"))
+        _next_writer_gets_in(url, 4)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id FROM t ORDER BY id")).scalars().all() == [1, 3, 4]
+
+
+def test_a_write_behind_a_comment_or_through_the_connection_holds_the_writers_off(engine, url):
+    raw = engine.raw_connection()
+    try:
+        raw.execute("/* why */ INSERT INTO t VALUES (1)")
+        waiting: list[float] = []
+        waiter = _write_in_thread(sqlite_engine(url), 2, waiting)
+        waiter.join(0.5)
+        # Had the first write not taken the process's lock, the waiter would hold it now, waiting in
+        # SQLite for the file, and this write would wait for the waiter: neither moves for 30 s.
+        raw.cursor().execute("INSERT INTO t VALUES (3)")
+        assert not waiting, "a second writer got in while the first held the file"
+        raw.commit()
+        waiter.join(5)
+        assert waiting
+    finally:
+        raw.close()

@@ -13,24 +13,33 @@ moment it is released. Readers take nothing (WAL lets them read beside a writer)
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 
 TIMEOUT_S = 30.0
-# The statements that take SQLite's write lock; the sqlite3 module begins a transaction before the
-# first four, and DDL outside one commits at once.
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+# The statements that may take SQLite's write lock: the sqlite3 module begins a transaction before
+# INSERT, UPDATE, DELETE and REPLACE; DDL outside one commits at once; a WITH may end in a write.
+# Whatever leaves no transaction open releases the lock again at once.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "WITH")
+_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.S)  # blanks and comments before the keyword
 _writers: dict[str, threading.Lock] = {}  # by database file
 _writers_lock = threading.Lock()
 
 
-def _writer_lock(path: str) -> threading.Lock:
+def _writer_lock(database: str | None) -> threading.Lock:
+    if not database or database == ":memory:":  # a database of each connection's own
+        return threading.Lock()
     with _writers_lock:
-        return _writers.setdefault(os.path.realpath(path), threading.Lock())
+        return _writers.setdefault(os.path.realpath(database), threading.Lock())
+
+
+def _writes(sql: str) -> bool:
+    return sql[_LEADING.match(sql).end():][:7].upper().startswith(_WRITES)
 
 
 class _Cursor(sqlite3.Cursor):
@@ -48,8 +57,15 @@ class _Connection(sqlite3.Connection):
     def cursor(self, factory=_Cursor):  # type: ignore[override]
         return super().cursor(factory)
 
+    # The module's shortcuts make their cursor without calling cursor().
+    def execute(self, sql: str, parameters=(), /):  # type: ignore[override]
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters, /):  # type: ignore[override]
+        return self.cursor().executemany(sql, parameters)
+
     def _write(self, sql: str, run, parameters):
-        if not self._holding and sql.lstrip()[:7].upper().startswith(_WRITES):
+        if not self._holding and _writes(sql):
             if not self._lock.acquire(timeout=TIMEOUT_S):
                 raise sqlite3.OperationalError(f"database is locked (another writer of this process held it "
                                                f"for {TIMEOUT_S:g} s)")
@@ -85,11 +101,12 @@ class _Connection(sqlite3.Connection):
 
 
 def sqlite_engine(url: str) -> Engine:
-    path = url.removeprefix("sqlite:///")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": TIMEOUT_S,
                                               "factory": _Connection})
-    lock = _writer_lock(path)
+    lock = _writer_lock(database)
 
     @event.listens_for(engine, "connect")
     def _setup(connection: _Connection, _record) -> None:
