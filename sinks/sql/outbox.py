@@ -206,6 +206,9 @@ _DELIVERED = update(_deliveries).where(_deliveries.c.webhook_id == bindparam("wi
     status="delivered", delivered_at=bindparam("at"), attempts=bindparam("n"), last_error=None)
 _RECOVERED = update(_subs).where(_subs.c.id.in_(bindparam("ids", expanding=True)),
                                  _subs.c.failing_since.is_not(None)).values(failing_since=None)
+_FAILING_FROM = update(_subs).where(_subs.c.id == bindparam("sid"), _subs.c.failing_since.is_(None)).values(
+    failing_since=bindparam("at"))
+_FAILING_SINCE = select(_subs.c.id, _subs.c.failing_since).where(_subs.c.id.in_(bindparam("ids", expanding=True)))
 _FAILED = update(_deliveries).where(_deliveries.c.webhook_id == bindparam("wid")).values(
     attempts=bindparam("n"), last_error=bindparam("error"), status=bindparam("st"), next_attempt_at=bindparam("next"))
 
@@ -605,16 +608,20 @@ class Outbox:
         by_subscription: dict[str, list[AttemptResult]] = {}
         for r in failed:
             by_subscription.setdefault(r.job.subscription_id, []).append(r)
+        # Each subscription is judged on its columns; only one to disable is loaded as an object.
+        conn = s.connection()
+        conn.execute(_FAILING_FROM, [{"sid": sid, "at": min(r.at for r in results)}
+                                     for sid, results in by_subscription.items()])
+        failing_since = dict(conn.execute(_FAILING_SINCE, {"ids": list(by_subscription)}).all())
         for subscription_id, results in by_subscription.items():
-            sub = s.get_one(Subscription, subscription_id)
-            if sub.failing_since is None:
-                sub.failing_since = min(r.at for r in results)
             gone = next((r for r in results if r.decision.outcome == "gone"), None)
-            last = max(r.at for r in results)
+            last, since = max(r.at for r in results), failing_since[subscription_id]
             if gone:
-                notices += self.disable(s, sub, "the endpoint answered 410 Gone", gone.at)
-            elif last - sub.failing_since >= self.disable_after_s:
-                notices += self.disable(s, sub, f"failing since {utc_iso(sub.failing_since)}", last)
+                notices += self.disable(s, s.get_one(Subscription, subscription_id), "the endpoint answered 410 Gone",
+                                        gone.at)
+            elif last - since >= self.disable_after_s:
+                notices += self.disable(s, s.get_one(Subscription, subscription_id),
+                                        f"failing since {utc_iso(since)}", last)
         return notices
 
     def disable(self, s: Session, sub: Subscription, reason: str, at: float) -> int:
