@@ -339,8 +339,7 @@ class Outbox:
         writing the same subscriptions at once wait for each other instead of deadlocking."""
         # SQLite has no row locks: its transaction holds the whole file from the first write.
         if wanted and s.get_bind().dialect.name == "postgresql":
-            t = Subscription.__table__.c
-            s.execute(select(t.id).where(or_(*wanted)).order_by(t.id).with_for_update()).all()
+            s.execute(select(_subs.c.id).where(or_(*wanted)).order_by(_subs.c.id).with_for_update()).all()
 
     def _consenting(self, s: Session, member_id: str) -> set[str]:
         return set(s.scalars(select(Consent.organization_id).where(
