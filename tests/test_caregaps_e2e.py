@@ -119,8 +119,9 @@ def test_an_ed_visit_opens_the_follow_up_gap_naming_the_alert_it_follows(stack):
 
 def test_a_follow_up_claim_closes_it_and_a_void_of_that_claim_reopens_it(stack):
     receiver = stack["receiver"]
-    wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap open")
-    follow_up = visit("fu1", PCP, TODAY.isoformat(), code="99214", member=PATIENT.member_id)
+    [gap] = wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap open")
+    # Seen on the day of the visit: a date taken earlier would precede the window past midnight.
+    follow_up = visit("fu1", PCP, gap["window_start"], code="99214", member=PATIENT.member_id)
     asyncio.run(publish(stack["bootstrap"], [follow_up]))
     wait_for(lambda: fmc(receiver, "gap.closed"), 60, message="FMC gap.closed webhook")
     [closed] = fmc(receiver, "gap.closed")

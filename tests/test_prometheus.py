@@ -23,7 +23,7 @@ from streams.tools.demo import wait_listening
 from streams.tools.generate import AdtFeed
 from tests.claims_factory import visit
 from tests.helpers import call, plan_token, start_worker, wait_for
-from tests.test_caregaps_e2e import PATIENT, PCP, SCREENED, TODAY, fmc, subscribed_patient, webhooks
+from tests.test_caregaps_e2e import PATIENT, PCP, SCREENED, fmc, subscribed_patient, webhooks
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,8 @@ def traffic(broker, tmp_path_factory):
              message="member attributed")
 
     assert send(worker, mllp_port, data_dir, [ed_message("V-P1"), BROKEN]) == {"AA": 1, "AR": 1}
-    wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap opened")
-    asyncio.run(publish(broker.bootstrap, [visit("pf1", PCP, TODAY.isoformat(), code="99214",
+    [gap] = wait_for(lambda: fmc(receiver, "gap.opened"), 60, message="FMC gap opened")
+    asyncio.run(publish(broker.bootstrap, [visit("pf1", PCP, gap["window_start"], code="99214",
                                                  member=PATIENT.member_id)]))
     wait_for(lambda: fmc(receiver, "gap.closed"), 60, message="FMC gap closed")
     # A 60-year-old's colorectal screening: a gap that stays open, next to the closed one.
