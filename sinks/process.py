@@ -17,7 +17,7 @@ import threading
 from sinks.email import Mailer
 from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, Feed, SqlBatchSink
 from sinks.sql.store import open_store
-from sinks.webhooks.dispatcher import Dispatcher
+from sinks.webhooks.dispatcher import Dispatcher, event_loop
 from streams.child import ChildError, ChildProcess
 from streams.config import Settings
 from streams.deadletters import where
@@ -37,7 +37,7 @@ def _sinks(settings: Settings) -> list[tuple[Group, tuple[Feed, ...], int]]:
 class SinkFlow:
     def __init__(self, settings: Settings, bootstrap: str):
         store, codec = open_store(settings), codec_for(settings.schema_registry_url)
-        self._loop = asyncio.new_event_loop()
+        self._loop = event_loop()
         mailer = Mailer(settings.smtp_url, settings.email_from) if settings.smtp_url else None
         self._dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
                                       settings.webhook_schedule_s, settings.webhook_endpoint_concurrency,

@@ -28,7 +28,7 @@ from aiohttp import web
 from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
-from sinks.webhooks.dispatcher import Dispatcher
+from sinks.webhooks.dispatcher import Dispatcher, event_loop
 from sinks.webhooks.egress import Egress
 from streams.child import calm_collector
 from streams.kafka.broker import free_ports
@@ -187,6 +187,12 @@ def _dispatcher(store: Store, concurrency: int, timeout_s: float) -> Dispatcher:
                       endpoint_concurrency=concurrency, poll_interval_s=0.05)
 
 
+def _on_dispatcher_loop(main):
+    """Run on the event loop a worker's dispatcher has."""
+    with asyncio.Runner(loop_factory=event_loop) as runner:
+        return runner.run(main)
+
+
 def _ask(conn) -> tuple[list[float], int]:
     conn.send("report")
     return conn.recv()
@@ -235,13 +241,14 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
                           "with_unhealthy": _condition(Path(tmp), "failing", [modes_by_port[p] for p in mixed], mixed)}
             calm_collector()  # as the worker's sink process does once started
             for name, condition in conditions.items():
-                detail[name]["drain"] = asyncio.run(_drain(condition, backlog, parent, concurrency, timeout_s))
+                detail[name]["drain"] = _on_dispatcher_loop(_drain(condition, backlog, parent, concurrency,
+                                                                   timeout_s))
             # The paced phase alternates between the two in rounds (ABBA...), so that a slow spell of
             # this shared machine falls on both rather than on whichever ran then.
             for k in range(rounds):
                 for name in names if k % 2 == 0 else reversed(names):
-                    got, counts = asyncio.run(_paced(conditions[name], parent, rate, seconds / rounds, concurrency,
-                                                     timeout_s))
+                    got, counts = _on_dispatcher_loop(_paced(conditions[name], parent, rate, seconds / rounds,
+                                                             concurrency, timeout_s))
                     latencies[name] += got
                     detail[name]["paced_rounds"].append({**counts, "p99_ms": _r(percentile(got, 99))})
     finally:
