@@ -1,4 +1,6 @@
-"""Writers of one process on one SQLite file take turns without SQLite's sleeping busy handler."""
+"""Writers on one SQLite file, in one process or several, take turns without SQLite's sleeping busy
+handler."""
+import multiprocessing
 import statistics
 import threading
 import time
@@ -89,3 +91,40 @@ def test_a_write_behind_a_comment_or_through_the_connection_holds_the_writers_of
         assert waiting
     finally:
         raw.close()
+
+
+def _hold_the_file(url: str, hold_s: float, conn) -> None:
+    """In another process: whenever asked, a transaction that holds the file ``hold_s``; sends when
+    it begins writing and when it committed."""
+    engine = sqlite_engine(url)
+    while (row := conn.recv()) is not None:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO t VALUES (:id)"), {"id": row})
+            conn.send(("writing", time.time()))
+            time.sleep(hold_s)
+        conn.send(("committed", time.time()))
+    engine.dispose()
+
+
+def test_a_writer_waiting_behind_another_process_starts_as_soon_as_it_commits(engine, url):
+    """Between processes SQLite's busy handler would start the waiter about 90 ms after the commit
+    (see above)."""
+    parent, child = multiprocessing.Pipe()
+    other = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(url, 0.34, child))
+    other.start()
+    gaps = []
+    try:
+        for k in range(5):
+            parent.send(100 + k)
+            assert parent.poll(30) and parent.recv()[0] == "writing"
+            with engine.begin() as c:  # waits for the other process's commit
+                c.execute(text("INSERT INTO t VALUES (:id)"), {"id": k})
+                started = time.time()
+            kind, committed = parent.recv()
+            assert kind == "committed"
+            gaps.append(started - committed)
+    finally:
+        parent.send(None)
+        other.join(10)
+    assert all(g >= 0 for g in gaps), f"a writer got in while the other process held the file: {gaps}"
+    assert statistics.median(gaps) < 0.04, gaps

@@ -1,21 +1,25 @@
-"""SQLite, the embedded default's database: WAL, and within a process one writer at a time.
+"""SQLite, the embedded default's database: WAL, and one writer at a time that waits its turn
+without sleeping.
 
 SQLite lets one connection write at a time. A connection that finds the file locked waits in
 SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25 ... up to 100 ms between tries: behind
-a writer that needed 3 ms, the next may sleep 8 or 18. The worker's sink process has three writers
-on one file (ADT alert routing, the table sinks, the webhook dispatcher), and those sleeps were the
-tail of webhook latency (`gapstream bench delivery`'s paced phase, README "Webhook delivery").
-So writers of one process queue on a lock of their own, per database file: taken at a
-transaction's first write, released when it commits or rolls back, and the next writer starts the
-moment it is released. Readers take nothing (WAL lets them read beside a writer); other processes
-(the CLI) still meet SQLite's busy handler.
+a writer that needed 3 ms, the next may sleep 8 or 18. The worker's sink and dispatcher processes
+write one file (ADT alert routing, the table sinks, the webhook dispatchers), and those sleeps were
+the tail of webhook latency (`gapstream bench delivery`'s paced phase, README "Webhook delivery").
+So writers queue on a lock of their own per database file, taken at a transaction's first write and
+released when it commits or rolls back: within a process a thread lock, across processes an
+exclusive ``flock`` on a file beside the database, tried every few hundred microseconds. The next
+writer starts within about a millisecond of the lock's release. Readers take nothing (WAL lets them
+read beside a writer).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, make_url
@@ -27,15 +31,55 @@ TIMEOUT_S = 30.0
 # Whatever leaves no transaction open releases the lock again at once.
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "WITH")
 _LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.S)  # blanks and comments before the keyword
-_writers: dict[str, threading.Lock] = {}  # by database file
+_writers: dict[str, _WriterLock] = {}  # by database file
 _writers_lock = threading.Lock()
 
 
-def _writer_lock(database: str | None) -> threading.Lock:
+class _WriterLock:
+    """The writer's turn on one database file, for threads of this process and for other processes."""
+
+    def __init__(self, database: str | None):
+        self._threads = threading.Lock()
+        self._path = database + "-writer" if database else None  # None: a database of one connection
+        self._fd, self._pid = -1, 0
+
+    def acquire(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        if self._path is None:
+            return True
+        fd, pause = self._file(), 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._threads.release()
+                    return False
+                # A blocking flock would wake at once, but could not give up after the timeout.
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+    def release(self) -> None:
+        if self._path is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # a forked child shares its parent's open file, and so its lock
+            assert self._path is not None
+            self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self._fd
+
+
+def _writer_lock(database: str | None) -> _WriterLock:
     if not database or database == ":memory:":  # a database of each connection's own
-        return threading.Lock()
+        return _WriterLock(None)
+    path = os.path.realpath(database)
     with _writers_lock:
-        return _writers.setdefault(os.path.realpath(database), threading.Lock())
+        return _writers.setdefault(path, _WriterLock(path))
 
 
 def _writes(sql: str) -> bool:
@@ -51,7 +95,7 @@ class _Cursor(sqlite3.Cursor):
 
 
 class _Connection(sqlite3.Connection):
-    _lock: threading.Lock
+    _lock: _WriterLock
     _holding = False
 
     def cursor(self, factory=_Cursor):  # type: ignore[override]
@@ -67,8 +111,7 @@ class _Connection(sqlite3.Connection):
     def _write(self, sql: str, run, parameters):
         if not self._holding and _writes(sql):
             if not self._lock.acquire(timeout=TIMEOUT_S):
-                raise sqlite3.OperationalError(f"database is locked (another writer of this process held it "
-                                               f"for {TIMEOUT_S:g} s)")
+                raise sqlite3.OperationalError(f"database is locked (another writer held it for {TIMEOUT_S:g} s)")
             self._holding = True
         try:
             return run(sql, parameters)
