@@ -1,23 +1,30 @@
-"""The worker's sink process: what writes the streams into SQL and sends webhooks, in a child process
-of the worker (streams/child.py). Its database work, Python on the interpreter lock, would otherwise
-take that lock from the ADT agents, whose alerts are latency-sensitive: measured with
-`gapstream bench pipeline`, each SQL thread in the worker's process delayed the agents' event loop.
+"""The worker's sink and dispatcher processes: what writes the streams into SQL and what sends
+webhooks, in child processes of the worker (streams/child.py). Their database work and requests,
+Python on the interpreter lock, would otherwise take that lock from the ADT agents, whose alerts are
+latency-sensitive: measured with `gapstream bench pipeline`, each SQL thread in the worker's process
+delayed the agents' event loop.
 
-- alerts: ADT alerts, routed into the outbox by a consumer of their own, so that no bulk batch is
-  written ahead of them;
-- tables: attribution changes, the provider directory, cohorts and gap alerts, in large batches;
-- the webhook dispatcher, on an event loop of its own thread, woken whenever alerts were stored.
+- The sink process:
+  - alerts: ADT alerts, routed into the outbox by a consumer of their own, so that no bulk batch is
+    written ahead of them;
+  - tables: attribution changes, the provider directory, cohorts and gap alerts, in large batches.
+- ``GAPSTREAM_WEBHOOK_DISPATCHERS`` dispatcher processes, each sending to its share of the endpoints
+  (a dispatcher is CPU-bound), woken through a doorbell whenever the sink process stored alerts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
+from multiprocessing.connection import Connection
+from typing import Any
 
 from sinks.email import Mailer
 from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, Feed, SqlBatchSink
+from sinks.sql.outbox import Shard
 from sinks.sql.store import open_store
 from sinks.webhooks.dispatcher import Dispatcher, event_loop
+from sinks.webhooks.doorbell import Ringer, doorbell, listen
 from streams.child import ChildError, ChildProcess
 from streams.config import Settings
 from streams.deadletters import where
@@ -35,22 +42,40 @@ def _sinks(settings: Settings) -> list[tuple[Group, tuple[Feed, ...], int]]:
 
 
 class SinkFlow:
-    def __init__(self, settings: Settings, bootstrap: str):
+    def __init__(self, settings: Settings, bootstrap: str, bells: list[Connection]):
         store, codec = open_store(settings), codec_for(settings.schema_registry_url)
-        self._loop = event_loop()
+        self._dispatchers = Ringer(bells)
+        self.sinks = [SqlBatchSink(bootstrap, group.group_id, feeds, store, codec, settings.topic_partitions,
+                                   batch_size=batch, on_written=self.wake) for group, feeds, batch in _sinks(settings)]
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
+    def wake(self) -> None:
+        """Deliveries were queued (by the sinks, or by the worker's API: a ping, a resend)."""
+        self._dispatchers.ring()
+
+    def stop(self) -> None:
+        for sink in self.sinks:
+            sink.stop()
+
+
+class DispatchFlow:
+    """One webhook dispatcher, on an event loop of its own thread."""
+
+    def __init__(self, settings: Settings, shard: Shard, bell: Connection):
+        store = open_store(settings)
+        self._loop, self._bell = event_loop(), bell
         mailer = Mailer(settings.smtp_url, settings.email_from) if settings.smtp_url else None
         self._dispatcher = Dispatcher(store.outbox, store.subscriptions.egress, settings.webhook_timeout_s,
                                       settings.webhook_schedule_s, settings.webhook_endpoint_concurrency,
-                                      emails=store.emails, mailer=mailer)
-        self.sinks = [SqlBatchSink(bootstrap, group.group_id, feeds, store, codec, settings.topic_partitions,
-                                   batch_size=batch, on_written=self.wake) for group, feeds, batch in _sinks(settings)]
+                                      emails=store.emails, mailer=mailer, shard=shard)
         self._stopping = asyncio.Event()
         self._thread = threading.Thread(target=self._serve, name="dispatcher", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        for sink in self.sinks:
-            sink.start()
 
     def _serve(self) -> None:
         try:
@@ -59,6 +84,7 @@ class SinkFlow:
             self._loop.close()
 
     async def _dispatch(self) -> None:
+        listen(self._loop, self._bell, self._dispatcher.wake)
         while not self._stopping.is_set():
             running = asyncio.create_task(self._dispatcher.run())
             stopping = asyncio.create_task(self._stopping.wait())
@@ -72,25 +98,38 @@ class SinkFlow:
             await asyncio.gather(running, stopping, return_exceptions=True)
         await self._dispatcher.close()
 
-    def wake(self) -> None:
-        """Deliveries were queued (by the sinks, or by the worker's API: a ping, a resend)."""
-        self._loop.call_soon_threadsafe(self._dispatcher.wake)
-
     def stop(self) -> None:
-        for sink in self.sinks:
-            sink.stop()
         self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(30)
 
 
-class SinkProcess(ChildProcess):
+class SinkProcesses:
+    """The sink process and the dispatcher processes, started and stopped together."""
+
     def __init__(self, settings: Settings, bootstrap: str):
-        super().__init__("sinks", SinkFlow, (settings, bootstrap), settings.log_level)
+        count = settings.webhook_dispatchers
+        bells = [doorbell() for _ in range(count)]
+        self.sink = ChildProcess("sinks", SinkFlow, (settings, bootstrap, [ringing for _, ringing in bells]),
+                                 settings.log_level)
+        self.dispatchers = [ChildProcess(f"dispatcher-{i}", DispatchFlow, (settings, Shard(i, count), listening),
+                                         settings.log_level) for i, (listening, _) in enumerate(bells)]
         self.consumer_groups = [group for group, _, _ in _sinks(settings)]
 
+    def start(self) -> None:
+        for child in [*self.dispatchers, self.sink]:
+            child.start()
+
+    def stop(self) -> None:
+        # The sinks first: what they still store is sent by the dispatchers after a restart.
+        for child in [self.sink, *self.dispatchers]:
+            child.stop()
+
     def wake(self) -> None:
-        """Best effort: the dispatcher also looks for due deliveries every half second."""
+        """Best effort: the dispatchers also look for due deliveries every half second."""
         try:
-            self.call("wake", timeout_s=1.0)
+            self.sink.call("wake", timeout_s=1.0)
         except ChildError as exc:
-            log.warning("could not wake the dispatcher: %s", exc)
+            log.warning("could not wake the dispatchers: %s", exc)
+
+    def metrics(self) -> dict[str, Any]:
+        return {child.name: child.call("metrics") for child in [self.sink, *self.dispatchers]}

@@ -3,7 +3,7 @@
 Flows (see README): ADT (streams/adt/agents.py) and the HTTP API (streams/web.py) in the worker's
 process; attribution and care gaps (streams/attribution/processor.py, a stateful processor rather
 than a Faust agent: it is the high-volume flow) and the sinks (sinks/process.py: routing and storage
-of alerts, the tables, the webhook dispatcher) each in child processes of their own.
+of alerts, the tables; the webhook dispatchers) each in child processes of their own.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import faust
 import mode
 
-from sinks.process import SinkProcess
+from sinks.process import SinkProcesses
 from sinks.sql.gauges import StoreGauges
 from sinks.sql.store import open_store
 from streams import api, topics, web
@@ -30,7 +30,7 @@ class ThreadService(mode.Service):
     """Runs something that consumes on processes of its own (the sinks, the processors) with the
     worker."""
 
-    def __init__(self, runner: SinkProcess | AttributionProcesses, **kwargs: Any):
+    def __init__(self, runner: SinkProcesses | AttributionProcesses, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
 
@@ -73,7 +73,7 @@ def build(settings: Settings, bootstrap: str) -> Pipeline:
     )
     store = open_store(settings)
     codec = codec_for(settings.schema_registry_url)
-    sinks, attribution = SinkProcess(settings, bootstrap), AttributionProcesses(settings, bootstrap)
+    sinks, attribution = SinkProcesses(settings, bootstrap), AttributionProcesses(settings, bootstrap)
     pipeline = Pipeline(app=app, settings=settings, codec=codec, store=store, sinks=sinks, attribution=attribution,
                         services=[ThreadService(sinks), ThreadService(attribution)])
     pipeline.topic(topics.DLQ)  # declared up front: the first dead letter should not wait for it

@@ -467,14 +467,16 @@ def bench_pipeline(members: int, lines: int, fills: int, adt: int, ed_visits: in
 @click.option("--unhealthy", type=float, default=0.2, show_default=True, help="Share of failing or hanging endpoints.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight per endpoint.")
 @click.option("--timeout", "timeout_s", type=float, default=15.0, show_default=True)
+@click.option("--dispatchers", type=int, default=config.Settings.webhook_dispatchers, show_default=True,
+              help="Dispatcher processes, as GAPSTREAM_WEBHOOK_DISPATCHERS.")
 def bench_delivery(backlog: int, rate: float, seconds: float, rounds: int, unhealthy: float, concurrency: int,
-                   timeout_s: float) -> None:
+                   timeout_s: float, dispatchers: int) -> None:
     """Webhook delivery to 200 subscriptions over 50 loopback endpoints, all healthy and with some
     failing or hanging, side by side."""
     from streams.bench.delivery import run
 
     _stop_on_signals()
-    result = run(backlog, rate, seconds, unhealthy, concurrency, timeout_s, rounds)
+    result = run(backlog, rate, seconds, unhealthy, concurrency, timeout_s, rounds, dispatchers)
     detail = result.pop("detail")
     _print_result(result)
     click.echo(json.dumps(detail))

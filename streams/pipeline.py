@@ -12,7 +12,7 @@ from typing import Any
 import faust
 import mode
 
-from sinks.process import SinkProcess
+from sinks.process import SinkProcesses
 from sinks.sql.store import Store
 from streams import topics
 from streams.attribution.processor import AttributionProcesses
@@ -31,7 +31,7 @@ class Pipeline:
     settings: Settings
     codec: AvroCodec
     store: Store
-    sinks: SinkProcess  # routing, SQL tables and webhooks, in a process of its own
+    sinks: SinkProcesses  # routing, SQL tables and webhooks, in processes of their own
     attribution: AttributionProcesses  # likewise
     services: list[mode.Service] = field(default_factory=list)
     tables: dict[str, faust.TableT] = field(default_factory=dict)

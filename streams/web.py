@@ -20,7 +20,7 @@ def register(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: faust.web.Web, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type, and Prometheus' content type carries one.
-        children = await asyncio.to_thread(lambda: {**p.attribution.metrics(), p.sinks.name: p.sinks.call("metrics")})
+        children = await asyncio.to_thread(lambda: {**p.attribution.metrics(), **p.sinks.metrics()})
         STATE_KEYS.labels(consumer="worker").set(len(p.tables["visits"]))
         # Lag and SQL gauges ask the broker and the database: off the event loop.
         measured = await asyncio.to_thread(lambda: [f for c in p.collectors for f in c.collect()])

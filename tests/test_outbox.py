@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sinks.sql.outbox import AttemptResult, webhook_id
+from sinks.sql.outbox import AttemptResult, Shard, webhook_id
 from sinks.sql.subscriptions import Spec, SubscriptionError
 from sinks.webhooks.retries import Decision, Result
 from streams.models import Alert, AttributionChange, Diagnosis, GapInfo
@@ -184,6 +184,22 @@ def test_claims_are_leased_limited_per_endpoint_and_one_per_member_at_a_time(sto
     assert {j.subscription_id for j in resting} == {fast}
     assert taken <= {j.webhook_id for j in resting} | {j.webhook_id for j in store.outbox.claim_due(now + 31, 30, {},
                                                                                                      100).jobs}
+
+
+def test_dispatchers_share_the_endpoints_each_endpoint_going_to_one_of_them(store):
+    urls = [f"http://127.0.0.1:{port}/hook" for port in range(9000, 9012)]
+    for url in urls:
+        subscribe(store, url=url)
+    for i in range(3):
+        store.outbox.save_alerts([alert(f"a{i}", member=f"M{i}")])
+    now = time.time() + 1
+    shards = [store.outbox.claim_due(now, 30, {}, 100, shard=Shard(i, 3)).jobs for i in range(3)]
+    endpoints = [{j.endpoint for j in jobs} for jobs in shards]
+    assert all(endpoints), "a dispatcher was left without endpoints"
+    assert not (endpoints[0] & endpoints[1] or endpoints[0] & endpoints[2] or endpoints[1] & endpoints[2])
+    # Between them, every delivery once: 3 alerts to 12 endpoints.
+    ids = [j.webhook_id for jobs in shards for j in jobs]
+    assert len(ids) == len(set(ids)) == 36
 
 
 def result(job, outcome, status=None, retry_at=None):

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+import zlib
 from collections import Counter, namedtuple
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, fields
@@ -103,6 +104,21 @@ class _Recipients:
 def webhook_id(key: str, subscription_id: str) -> str:
     """Stable per event and subscription, so a receiver de-duplicates redeliveries by it."""
     return f"msg_{uuid.uuid5(_WEBHOOK_NAMESPACE, f'{key}|{subscription_id}').hex}"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The endpoints one of ``count`` dispatchers sends to: those whose endpoint hashes to ``index``.
+    An endpoint belongs to one dispatcher, so its limit of requests in flight and the order of its
+    members' events hold as they do with one."""
+    index: int = 0
+    count: int = 1
+
+    def owns(self, endpoint: str) -> bool:
+        return self.count == 1 or zlib.crc32(endpoint.encode()) % self.count == self.index
+
+
+EVERY_ENDPOINT = Shard()  # one dispatcher
 
 
 @dataclass(frozen=True)
@@ -493,9 +509,10 @@ class Outbox:
 
     # -- the dispatcher's side --------------------------------------------------------------------
     def claim_due(self, now: float, lease_s: float, per_endpoint: dict[str, int], default_slots: int,
-                  busy: Collection[tuple[str, str | None]] = (), resting: Collection[str] = ()) -> Claim:
-        """Due deliveries of active subscriptions other than those ``resting``, at most
-        ``per_endpoint[endpoint]`` (else ``default_slots``) per endpoint, oldest first, one per
+                  busy: Collection[tuple[str, str | None]] = (), resting: Collection[str] = (),
+                  shard: Shard = EVERY_ENDPOINT) -> Claim:
+        """Due deliveries to the ``shard``'s endpoints, of active subscriptions other than those
+        ``resting``, at most ``per_endpoint[endpoint]`` (else ``default_slots``) per endpoint, oldest first, one per
         subscription and member at a time (a member's events reach an endpoint in order), leased for
         ``lease_s`` so no other dispatcher sends them meanwhile.
 
@@ -507,7 +524,8 @@ class Outbox:
             # Through the connection: the session would run each row through the ORM's loading.
             conn = s.connection()
             candidates = [_Head._make(row) for row in conn.execute(
-                _queue_heads(conn.dialect.name, default_slots), {"now": now, "full": full, "resting": list(resting)})]
+                _queue_heads(conn.dialect.name, default_slots), {"now": now, "full": full, "resting": list(resting)})
+                if shard.owns(row.endpoint)]
         # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
         # lease that expired (a crashed sender) made it due later than the next one.
         first: dict[tuple[str, str], _Head] = {}

@@ -35,7 +35,7 @@ import uvloop
 
 from sinks.email import Mailer
 from sinks.sql.email_notices import EmailNotices
-from sinks.sql.outbox import AttemptResult, Claim, DeliveryJob, Outbox
+from sinks.sql.outbox import EVERY_ENDPOINT, AttemptResult, Claim, DeliveryJob, Outbox, Shard
 from sinks.webhooks.egress import Egress, EgressRefused
 from sinks.webhooks.retries import DEFAULT_SCHEDULE_S, Result, decide, outcome_label, retry_after_s
 from sinks.webhooks.signing import signed_headers
@@ -56,8 +56,9 @@ class Dispatcher:
     def __init__(self, outbox: Outbox, egress: Egress, timeout_s: float = 15.0,
                  schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S, endpoint_concurrency: int = 4,
                  poll_interval_s: float = 0.5, heartbeat_check_s: float = 1.0,
-                 emails: EmailNotices | None = None, mailer: Mailer | None = None):
-        self._outbox, self._egress = outbox, egress
+                 emails: EmailNotices | None = None, mailer: Mailer | None = None,
+                 shard: Shard = EVERY_ENDPOINT):
+        self._outbox, self._egress, self._shard = outbox, egress, shard
         self._emails, self._mailer = emails, mailer
         self._timeout, self._schedule = timeout_s, schedule_s
         self._slots = endpoint_concurrency
@@ -94,9 +95,11 @@ class Dispatcher:
         return client
 
     async def run(self) -> None:
-        background = [asyncio.create_task(self._record()), asyncio.create_task(self._heartbeats())]
-        if self._emails is not None and self._mailer is not None:
-            background.append(asyncio.create_task(self._send_emails(self._emails, self._mailer)))
+        background = [asyncio.create_task(self._record())]
+        if self._shard.index == 0:  # the work of no endpoint in particular: one of the dispatchers does it
+            background.append(asyncio.create_task(self._heartbeats()))
+            if self._emails is not None and self._mailer is not None:
+                background.append(asyncio.create_task(self._send_emails(self._emails, self._mailer)))
         try:
             await self._claim_loop()
         finally:
@@ -113,7 +116,7 @@ class Dispatcher:
             self._resting = {sub: until for sub, until in self._resting.items() if until > awake}
             try:
                 claim = await asyncio.to_thread(self._outbox.claim_due, time.time(), self.lease_s, free, self._slots,
-                                                busy, frozenset(self._resting))
+                                                busy, frozenset(self._resting), self._shard)
             except Exception as exc:  # the database may be briefly unavailable; try again at the next poll
                 log.error("claiming deliveries failed: %s", where(exc))
                 claim = Claim([])

@@ -5,40 +5,47 @@ them failing (503) or hanging (no answer before the timeout), side by side in on
 Each condition is measured twice:
 - drain: a backlog queued beforehand, sent as fast as the dispatcher can; deliveries a second to
   the healthy endpoints;
-- paced: alerts queued at a steady rate while the dispatcher sends (queueing shares the process, as
-  routing does in a worker); latency from queueing to the receiver, healthy endpoints only. The two
-  conditions take turns in rounds, and each one's latencies are pooled over its rounds.
-The receivers run in a process of their own so they do not share the dispatcher's interpreter.
+- paced: alerts queued at a steady rate while the dispatchers send, each alert ringing their
+  doorbells as the worker's sink process does; latency from queueing to the receiver, healthy
+  endpoints only. The two conditions take turns in rounds, and each one's latencies are pooled over
+  its rounds.
+The dispatchers are the worker's own (``GAPSTREAM_WEBHOOK_DISPATCHERS`` processes, sinks/process.py),
+started afresh for each phase; the receivers run in a process of their own.
 """
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import multiprocessing
 import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
+from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
+from sinks.process import DispatchFlow
+from sinks.sql.outbox import Shard
 from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
-from sinks.webhooks.dispatcher import Dispatcher, event_loop
+from sinks.webhooks.doorbell import Ringer, doorbell
 from sinks.webhooks.egress import Egress
-from streams.child import calm_collector
+from streams.child import ChildProcess
+from streams.config import load
 from streams.kafka.broker import free_ports
-from streams.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_CLAIMS
 from streams.models import Alert
 from streams.tools.demo import percentile
 
 ENDPOINTS, SUBS_PER_ENDPOINT = 50, 4
 HANG_S = 60.0
-CLOSE_GRACE_S = 1.0  # a healthy request finishes within it; waiting out the hanging ones would only slow the run
 
 
 def _serve(ports: dict[int, str], conn) -> None:
@@ -100,6 +107,8 @@ def _alert(i: int, org: str, now_ms: int) -> Alert:
 class _Condition:
     """One outbox with its subscriptions, all healthy or with some unhealthy endpoints."""
     store: Store
+    url: str
+    key: str  # the key sealing its signing secrets, for the dispatcher processes
     orgs: list[tuple[str, str]]  # (organization, mode of its endpoint), one per endpoint
     queued: int = 0  # alerts queued so far
 
@@ -113,7 +122,8 @@ class _Condition:
 
 def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int]) -> _Condition:
     (data_dir / name).mkdir()
-    store = Store(f"sqlite:///{data_dir / name / 'bench.db'}", Sealer.generate(), egress=Egress(["127.0.0.1"]))
+    url, key = f"sqlite:///{data_dir / name / 'bench.db'}", Fernet.generate_key().decode()
+    store = Store(url, Sealer([key]), egress=Egress(["127.0.0.1"]))
     orgs = []
     for e, (port, mode) in enumerate(zip(ports, modes, strict=True)):
         org = f"ORG{e:02d}-{mode}"
@@ -121,76 +131,80 @@ def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int]) ->
         for s in range(SUBS_PER_ENDPOINT):
             store.subscriptions.create(org, Spec(url=f"http://127.0.0.1:{port}/s{s}"), "bench")
         orgs.append((org, mode))
-    return _Condition(store, orgs)
+    return _Condition(store, url, key, orgs)
 
 
-def _counts() -> Counter[str]:
-    """Attempts by outcome and claims by whether they found work, so far in this process."""
-    counts: Counter[str] = Counter()
-    for metric, prefix in ((WEBHOOK_ATTEMPTS, "attempts"), (WEBHOOK_CLAIMS, "claims")):
-        for family in metric.collect():
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counts[f"{prefix}_{next(iter(sample.labels.values()))}"] += int(sample.value)
-    return counts
+class _Dispatchers:
+    """The worker's dispatcher processes on a condition's outbox, with a short retry schedule so
+    failing endpoints come back during the run; and the doorbells that wake them."""
+
+    def __init__(self, condition: _Condition, count: int, concurrency: int, timeout_s: float):
+        settings = replace(load(), database_url=condition.url, secret_keys=(condition.key,),
+                           webhook_allowed_hosts=("127.0.0.1",), webhook_timeout_s=timeout_s,
+                           webhook_schedule_s=(0, 5, 300), webhook_endpoint_concurrency=concurrency,
+                           webhook_dispatchers=count, smtp_url=None)
+        bells = [doorbell() for _ in range(count)]
+        self.ringer = Ringer([ringing for _, ringing in bells])
+        self._children = [ChildProcess(f"dispatcher-{i}", DispatchFlow, (settings, Shard(i, count), listening),
+                                       settings.log_level) for i, (listening, _) in enumerate(bells)]
+
+    def __enter__(self) -> _Dispatchers:
+        # Started together (each takes a second or two) from threads that outlive them: a child dies
+        # with the thread that started it (streams/kafka/broker.py, die_with_parent).
+        self._starters = ThreadPoolExecutor(len(self._children))
+        list(self._starters.map(ChildProcess.start, self._children))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self._children:
+            child.stop()
+        self._starters.shutdown()
+
+    def counts(self) -> Counter[str]:
+        """Attempts by outcome and claims by whether they found work, so far."""
+        counts: Counter[str] = Counter()
+        for child in self._children:
+            for family in text_string_to_metric_families(child.call("metrics").decode()):
+                if family.name in ("gapstream_webhook_attempts", "gapstream_webhook_claims"):
+                    prefix = family.name.rsplit("_", 1)[1]
+                    for sample in family.samples:
+                        if sample.name.endswith("_total"):
+                            counts[f"{prefix}_{next(iter(sample.labels.values()))}"] += int(sample.value)
+        return counts
 
 
-async def _drain(condition: _Condition, backlog: int, conn, concurrency: int, timeout_s: float) -> dict:
-    """A backlog queued first (not timed), then sent as fast as the dispatcher can."""
+def _drain(condition: _Condition, backlog: int, conn, dispatchers: Callable[[], _Dispatchers]) -> dict:
+    """A backlog queued first (not timed), then sent as fast as the dispatchers can. Timed from the
+    first receipt to the last: the backlog's alerts share one timestamp, so their latencies are
+    their receipt times."""
     now_ms = int(time.time() * 1000)
     expected = sum(condition.queue(now_ms) for _ in range(backlog)) * SUBS_PER_ENDPOINT
-    before = _counts()
-    dispatcher = _dispatcher(condition.store, concurrency, timeout_s)
-    started = time.monotonic()
-    task = asyncio.create_task(dispatcher.run())
-    got, repeated = await _collect(conn, expected, started + 300)
-    seconds = time.monotonic() - started
-    task.cancel()
-    await dispatcher.close(CLOSE_GRACE_S)
-    return {"deliveries": len(got), "seconds": round(seconds, 2), "per_s": round(len(got) / seconds),
-            "received_again": repeated, **(_counts() - before)}
+    with dispatchers() as running:
+        got, repeated = _collect(conn, expected, time.monotonic() + 300)
+        counts = running.counts()
+    seconds = (max(got) - min(got)) / 1000 if len(got) > 1 else 0.0
+    return {"deliveries": len(got), "seconds": round(seconds, 2),
+            "per_s": round((len(got) - 1) / seconds) if seconds else None, "received_again": repeated, **counts}
 
 
-async def _paced(condition: _Condition, conn, rate: float, seconds: float, concurrency: int,
-                 timeout_s: float) -> tuple[list[float], dict]:
-    """Alerts queued at ``rate`` (to healthy and unhealthy endpoints alike) while the dispatcher
-    sends; the healthy endpoints' latencies (ms) and what was sent and claimed."""
-    dispatcher = _dispatcher(condition.store, concurrency, timeout_s)
-    task = asyncio.create_task(dispatcher.run())
-    await asyncio.sleep(1.0)
-    await asyncio.to_thread(_ask, conn)  # what was sent before does not count
-    before = _counts()
-    loop = asyncio.get_running_loop()
-
-    def produce() -> int:
+def _paced(condition: _Condition, conn, rate: float, seconds: float,
+           dispatchers: Callable[[], _Dispatchers]) -> tuple[list[float], dict]:
+    """Alerts queued at ``rate`` (to healthy and unhealthy endpoints alike) while the dispatchers
+    send; the healthy endpoints' latencies (ms) and what was sent and claimed."""
+    with dispatchers() as running:
+        time.sleep(1.0)
+        _ask(conn)  # what was sent before does not count
         started, sent, healthy = time.monotonic(), 0, 0
         while (elapsed := time.monotonic() - started) < seconds:
             while sent < int(elapsed * rate):
                 healthy += condition.queue(int(time.time() * 1000))
-                loop.call_soon_threadsafe(dispatcher.wake)  # as routing does, from the event loop
+                running.ringer.ring()  # as the sink process does once alerts are stored
                 sent += 1
             time.sleep(0.002)
-        return healthy * SUBS_PER_ENDPOINT
-
-    started = time.monotonic()
-    expected = await asyncio.to_thread(produce)
-    got, repeated = await _collect(conn, expected, started + seconds + 60)
-    counts = _counts() - before
-    task.cancel()
-    await dispatcher.close(CLOSE_GRACE_S)
+        expected = healthy * SUBS_PER_ENDPOINT
+        got, repeated = _collect(conn, expected, started + seconds + 60)
+        counts = running.counts()
     return got, {"healthy_delivered": len(got), "healthy_expected": expected, "received_again": repeated, **counts}
-
-
-def _dispatcher(store: Store, concurrency: int, timeout_s: float) -> Dispatcher:
-    """As a worker runs it, with a short retry schedule so failing endpoints come back during the run."""
-    return Dispatcher(store.outbox, store.subscriptions.egress, timeout_s, (0, 5, 300),
-                      endpoint_concurrency=concurrency, poll_interval_s=0.05)
-
-
-def _on_dispatcher_loop(main):
-    """Run on the event loop a worker's dispatcher has."""
-    with asyncio.Runner(loop_factory=event_loop) as runner:
-        return runner.run(main)
 
 
 def _ask(conn) -> tuple[list[float], int]:
@@ -198,13 +212,13 @@ def _ask(conn) -> tuple[list[float], int]:
     return conn.recv()
 
 
-async def _collect(conn, expected: int, deadline: float) -> tuple[list[float], int]:
+def _collect(conn, expected: int, deadline: float) -> tuple[list[float], int]:
     """First receipts' latencies until ``expected`` of them (or the deadline), and receipts again."""
     got: list[float] = []
     repeated = 0
     while len(got) < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        new, again = await asyncio.to_thread(_ask, conn)
+        time.sleep(0.2)
+        new, again = _ask(conn)
         got += new
         repeated += again
     return got, repeated
@@ -215,7 +229,7 @@ def _r(value: float | None) -> float | None:
 
 
 def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int, timeout_s: float,
-        rounds: int = 4) -> dict:
+        rounds: int = 4, dispatchers: int = 2) -> dict:
     bad = round(ENDPOINTS * unhealthy)
     ports = free_ports(ENDPOINTS + bad)
     healthy_ports, bad_ports = ports[:ENDPOINTS], ports[ENDPOINTS:]
@@ -234,33 +248,27 @@ def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency
     names = ("all_healthy", "with_unhealthy")
     detail: dict[str, dict] = {name: {"paced_rounds": []} for name in names}
     latencies: dict[str, list[float]] = {name: [] for name in names}
-    thresholds = gc.get_threshold()
     try:
         with tempfile.TemporaryDirectory(prefix="gapstream-bench-delivery-") as tmp:
             conditions = {"all_healthy": _condition(Path(tmp), "healthy", ["ok"] * ENDPOINTS, healthy_ports),
                           "with_unhealthy": _condition(Path(tmp), "failing", [modes_by_port[p] for p in mixed], mixed)}
-            calm_collector()  # as the worker's sink process does once started
+            started = {name: partial(_Dispatchers, condition, dispatchers, concurrency, timeout_s)
+                       for name, condition in conditions.items()}
             for name, condition in conditions.items():
-                detail[name]["drain"] = _on_dispatcher_loop(_drain(condition, backlog, parent, concurrency,
-                                                                   timeout_s))
+                detail[name]["drain"] = _drain(condition, backlog, parent, started[name])
             # The paced phase alternates between the two in rounds (ABBA...), so that a slow spell of
             # this shared machine falls on both rather than on whichever ran then.
             for k in range(rounds):
                 for name in names if k % 2 == 0 else reversed(names):
-                    got, counts = _on_dispatcher_loop(_paced(conditions[name], parent, rate, seconds / rounds,
-                                                             concurrency, timeout_s))
+                    got, counts = _paced(conditions[name], parent, rate, seconds / rounds, started[name])
                     latencies[name] += got
                     detail[name]["paced_rounds"].append({**counts, "p99_ms": _r(percentile(got, 99))})
     finally:
         receiver.kill()
-        # The bench may run inside a longer-lived program (the test suite): its collector is left
-        # as a fresh process has it, nothing frozen.
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
     p50 = {name: _r(percentile(latencies[name], 50)) for name in names}
     p99 = {name: _r(percentile(latencies[name], 99)) for name in names}
     return {
-        "endpoints": ENDPOINTS, "subscriptions": ENDPOINTS * SUBS_PER_ENDPOINT,
+        "endpoints": ENDPOINTS, "subscriptions": ENDPOINTS * SUBS_PER_ENDPOINT, "dispatchers": dispatchers,
         "unhealthy_endpoints": f"{bad} ({bad - bad // 2} answer 503, {bad // 2} hang past the {timeout_s:g}s timeout)",
         "drain_healthy_per_s_all_healthy": detail["all_healthy"]["drain"]["per_s"],
         "drain_healthy_per_s_with_unhealthy": detail["with_unhealthy"]["drain"]["per_s"],

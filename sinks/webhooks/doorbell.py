@@ -1,0 +1,49 @@
+"""Wakes a dispatcher in another process when deliveries were queued: a pipe per dispatcher, on
+which the sink process writes a byte and the dispatcher's event loop reads. Best effort: a ring
+lost (the pipe full of rings not yet read, or the dispatcher restarting) costs at most the
+dispatcher's poll interval, since it also looks for due deliveries on its own."""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+
+def doorbell() -> tuple[Connection, Connection]:
+    """(the dispatcher's end, the ringing end); both may be passed to a child process."""
+    return multiprocessing.get_context("spawn").Pipe(duplex=False)
+
+
+class Ringer:
+    """The ringing ends of the dispatchers' bells, in the process that queues deliveries."""
+
+    def __init__(self, bells: list[Connection]):
+        self._bells = bells  # kept: a connection closes its pipe when collected
+        for bell in bells:
+            os.set_blocking(bell.fileno(), False)
+
+    def ring(self) -> None:
+        for bell in self._bells:
+            try:
+                os.write(bell.fileno(), b"\x01")
+            except OSError:  # full (it will wake anyway) or closed (it is restarting)
+                pass
+
+
+def listen(loop: asyncio.AbstractEventLoop, bell: Connection, wake: Callable[[], None]) -> None:
+    """Call ``wake`` on ``loop`` whenever the bell rings."""
+    fd = bell.fileno()
+    os.set_blocking(fd, False)
+
+    def rung() -> None:
+        try:
+            if not os.read(fd, 4096):  # the ringing process is gone: the poll carries on alone
+                loop.remove_reader(fd)
+                return
+        except BlockingIOError:
+            return
+        wake()
+
+    loop.add_reader(fd, rung)
