@@ -229,7 +229,7 @@ def _r(value: float | None) -> float | None:
 
 
 def run(backlog: int, rate: float, seconds: float, unhealthy: float, concurrency: int, timeout_s: float,
-        rounds: int = 4, dispatchers: int = 2) -> dict:
+        rounds: int = 4, dispatchers: int = 1) -> dict:
     bad = round(ENDPOINTS * unhealthy)
     ports = free_ports(ENDPOINTS + bad)
     healthy_ports, bad_ports = ports[:ENDPOINTS], ports[ENDPOINTS:]
