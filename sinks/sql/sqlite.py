@@ -8,7 +8,7 @@ write one file (ADT alert routing, the table sinks, the webhook dispatchers), an
 the tail of webhook latency (`gapstream bench delivery`'s paced phase, README "Webhook delivery").
 So writers queue on a lock of their own per database file, taken at a transaction's first write and
 released when it commits or rolls back: within a process a thread lock, across processes an
-exclusive ``flock`` on a file beside the database, tried every few hundred microseconds. The next
+exclusive ``flock`` on a file beside the database, tried every 0.2 to 1 ms. The next
 writer starts within about a millisecond of the lock's release. Readers take nothing (WAL lets them
 read beside a writer).
 """
