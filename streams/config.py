@@ -55,7 +55,7 @@ class Settings:
     webhook_endpoint_concurrency: int = 4
     # Webhook dispatcher processes, each sending to its share of the endpoints. A dispatcher is
     # CPU-bound on one core; one by default because on a machine that also runs the broker and the
-    # receivers, two sent only 8-19% more and added milliseconds to every delivery (README,
+    # receivers, two sent only 4-19% more and added milliseconds to every delivery (README,
     # "Webhook delivery"). More where the cores are there.
     webhook_dispatchers: int = 1
     # An endpoint failing without a success for this long is disabled.
