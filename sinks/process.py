@@ -17,7 +17,6 @@ import asyncio
 import logging
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
 
 from sinks.email import Mailer
 from sinks.sql.batch_sink import ALERT_FEEDS, TABLE_FEEDS, Feed, SqlBatchSink
@@ -103,26 +102,38 @@ class DispatchFlow:
         self._thread.join(30)
 
 
+class DispatcherProcesses:
+    """``GAPSTREAM_WEBHOOK_DISPATCHERS`` dispatcher processes, one shard of the endpoints each, and
+    the ringing ends of their doorbells, for whichever process queues deliveries."""
+
+    def __init__(self, settings: Settings):
+        count = settings.webhook_dispatchers
+        bells = [doorbell() for _ in range(count)]
+        self.bells = [ringing for _, ringing in bells]
+        self.children = [ChildProcess(f"dispatcher-{i}", DispatchFlow, (settings, Shard(i, count), listening),
+                                      settings.log_level) for i, (listening, _) in enumerate(bells)]
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+
+
 class SinkProcesses:
     """The sink process and the dispatcher processes, started and stopped together."""
 
     def __init__(self, settings: Settings, bootstrap: str):
-        count = settings.webhook_dispatchers
-        bells = [doorbell() for _ in range(count)]
-        self.sink = ChildProcess("sinks", SinkFlow, (settings, bootstrap, [ringing for _, ringing in bells]),
-                                 settings.log_level)
-        self.dispatchers = [ChildProcess(f"dispatcher-{i}", DispatchFlow, (settings, Shard(i, count), listening),
-                                         settings.log_level) for i, (listening, _) in enumerate(bells)]
+        self.dispatchers = DispatcherProcesses(settings)
+        self.sink = ChildProcess("sinks", SinkFlow, (settings, bootstrap, self.dispatchers.bells), settings.log_level)
         self.consumer_groups = [group for group, _, _ in _sinks(settings)]
 
     def start(self) -> None:
-        for child in [*self.dispatchers, self.sink]:
+        for child in [*self.dispatchers.children, self.sink]:
             child.start()
 
     def stop(self) -> None:
         # The sinks first: what they still store is sent by the dispatchers after a restart.
-        for child in [self.sink, *self.dispatchers]:
-            child.stop()
+        self.sink.stop()
+        self.dispatchers.stop()
 
     def wake(self) -> None:
         """Best effort: the dispatchers also look for due deliveries every half second."""
@@ -131,5 +142,5 @@ class SinkProcesses:
         except ChildError as exc:
             log.warning("could not wake the dispatchers: %s", exc)
 
-    def metrics(self) -> dict[str, Any]:
-        return {child.name: child.call("metrics") for child in [self.sink, *self.dispatchers]}
+    def metrics(self) -> dict[str, bytes]:
+        return {child.name: child.call("metrics") for child in [self.sink, *self.dispatchers.children]}

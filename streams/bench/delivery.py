@@ -31,12 +31,11 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinks.process import DispatchFlow
-from sinks.sql.outbox import Shard
+from sinks.process import DispatcherProcesses
 from sinks.sql.sealing import Sealer
 from sinks.sql.store import Store
 from sinks.sql.subscriptions import Spec
-from sinks.webhooks.doorbell import Ringer, doorbell
+from sinks.webhooks.doorbell import Ringer
 from sinks.webhooks.egress import Egress
 from streams.child import ChildProcess
 from streams.config import load
@@ -136,34 +135,32 @@ def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int]) ->
 
 class _Dispatchers:
     """The worker's dispatcher processes on a condition's outbox, with a short retry schedule so
-    failing endpoints come back during the run; and the doorbells that wake them."""
+    failing endpoints come back during the run; and a ringer of their doorbells."""
 
     def __init__(self, condition: _Condition, count: int, concurrency: int, timeout_s: float):
         settings = replace(load(), database_url=condition.url, secret_keys=(condition.key,),
                            webhook_allowed_hosts=("127.0.0.1",), webhook_timeout_s=timeout_s,
                            webhook_schedule_s=(0, 5, 300), webhook_endpoint_concurrency=concurrency,
                            webhook_dispatchers=count, smtp_url=None)
-        bells = [doorbell() for _ in range(count)]
-        self.ringer = Ringer([ringing for _, ringing in bells])
-        self._children = [ChildProcess(f"dispatcher-{i}", DispatchFlow, (settings, Shard(i, count), listening),
-                                       settings.log_level) for i, (listening, _) in enumerate(bells)]
+        self._processes = DispatcherProcesses(settings)
+        self.ringer = Ringer(self._processes.bells)
 
     def __enter__(self) -> _Dispatchers:
         # Started together (each takes a second or two) from threads that outlive them: a child dies
         # with the thread that started it (streams/kafka/broker.py, die_with_parent).
-        self._starters = ThreadPoolExecutor(len(self._children))
-        list(self._starters.map(ChildProcess.start, self._children))
+        children = self._processes.children
+        self._starters = ThreadPoolExecutor(len(children))
+        list(self._starters.map(ChildProcess.start, children))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for child in self._children:
-            child.stop()
+        self._processes.stop()
         self._starters.shutdown()
 
     def counts(self) -> Counter[str]:
         """Attempts by outcome and claims by whether they found work, so far."""
         counts: Counter[str] = Counter()
-        for child in self._children:
+        for child in self._processes.children:
             for family in text_string_to_metric_families(child.call("metrics").decode()):
                 if family.name in ("gapstream_webhook_attempts", "gapstream_webhook_claims"):
                     prefix = family.name.rsplit("_", 1)[1]
