@@ -1,5 +1,6 @@
 """The schema, attribution history, gaps and reports on real SQLite and PostgreSQL (the outbox: test_outbox.py)."""
 
+import time
 from unittest import mock
 
 from sqlalchemy import inspect
@@ -125,3 +126,37 @@ def test_a_roster_loaded_twice_assigns_once_and_refuses_organizations_no_one_kno
     # Other dates are another assignment.
     later = store.attribution.assign(roster[:1], "cli:plan", "roster 2", "2026-07-01")
     assert later.already_assigned == 0 and len(store.attribution.disputes(member_id="M1")) == 2
+
+
+def test_subscriptions_from_before_0008_are_sent_by_the_dispatcher_their_endpoint_hashes_to(tmp_path):
+    from sqlalchemy import text
+
+    from sinks.sql.migrate import upgrade
+    from sinks.sql.outbox import Shard
+    from sinks.sql.sealing import Sealer
+    from sinks.sql.store import Store, make_engine
+    from sinks.webhooks.egress import Egress
+    from streams.models import Alert
+
+    url, sealer = f"sqlite:///{tmp_path / 'old.db'}", Sealer.generate()
+    engine = make_engine(url)
+    upgrade(engine, "0007")
+    ports = range(9000, 9006)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO organizations (id, name, plan_level, created_at) VALUES ('ORG1', 'O', 0, 1.0)"))
+        for port in ports:
+            c.execute(text(
+                "INSERT INTO subscriptions (id, organization_id, url, endpoint, secret, status, event_types, filters, "
+                "payload_format, scope, events_since_start, last_sent_at, created_at) VALUES (:id, 'ORG1', :url, "
+                ":endpoint, :secret, 'active', '*', '{}', 'json-full', 'attributed', 0, 0, 1.0)"),
+                {"id": f"sub_{port}", "url": f"http://127.0.0.1:{port}/h", "endpoint": f"http://127.0.0.1:{port}",
+                 "secret": sealer.seal("whsec_x")})
+    engine.dispose()
+    store = Store(url, sealer, egress=Egress(["127.0.0.1"]))
+    store.outbox.save_alerts([Alert(alert_id="a1", alert_type="adt.ed_visit", facility="F", event_type="A04",
+                                    received_at_ms=5000, created_at_ms=5000, member_id="M1", organization_id="ORG1")])
+    claims = [store.outbox.claim_due(time.time() + 1, 30, {}, 4, shard=Shard(i, 2)).jobs for i in range(2)]
+    # Each subscription's delivery is claimed once, and not all by one dispatcher (a hash left at
+    # its default would give every endpoint to the first).
+    assert sorted(j.subscription_id for jobs in claims for j in jobs) == [f"sub_{port}" for port in ports]
+    assert all(claims)

@@ -1,8 +1,10 @@
 """Tables. Changes to them go through an Alembic migration in ``migrations/versions``."""
 from __future__ import annotations
 
+import zlib
+
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 class Base(DeclarativeBase):
@@ -49,6 +51,9 @@ class Subscription(Base):
     url: Mapped[str] = mapped_column(Text)
     # scheme://host:port of the url: deliveries are queued and limited per endpoint.
     endpoint: Mapped[str] = mapped_column(Text, index=True)
+    # Which dispatcher sends to the endpoint (sinks/sql/outbox.py, Shard): kept with the row, so that
+    # a dispatcher's claim reads only its own endpoints' queues.
+    endpoint_hash: Mapped[int] = mapped_column(BigInteger, default=0)
     secret: Mapped[str] = mapped_column(Text)
     # After a rotation the previous secret also signs until it expires, so receivers can switch over.
     previous_secret: Mapped[str | None] = mapped_column(Text)
@@ -65,6 +70,16 @@ class Subscription(Base):
     last_sent_at: Mapped[float] = mapped_column(Float, default=0.0)  # last event or heartbeat queued
     failing_since: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
+
+    @validates("endpoint")
+    def _hash_endpoint(self, _key: str, endpoint: str) -> str:
+        self.endpoint_hash = endpoint_hash(endpoint)
+        return endpoint
+
+
+def endpoint_hash(endpoint: str) -> int:
+    """The same on every host and in every process (unlike ``hash``), and never negative."""
+    return zlib.crc32(endpoint.encode())
 
 
 class AlertRow(Base):

@@ -14,7 +14,6 @@ import json
 import logging
 import time
 import uuid
-import zlib
 from collections import Counter, namedtuple
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, fields
@@ -108,14 +107,11 @@ def webhook_id(key: str, subscription_id: str) -> str:
 
 @dataclass(frozen=True)
 class Shard:
-    """The endpoints one of ``count`` dispatchers sends to: those whose endpoint hashes to ``index``.
-    An endpoint belongs to one dispatcher, so its limit of requests in flight and the order of its
-    members' events hold as they do with one."""
+    """The endpoints one of ``count`` dispatchers sends to: those whose endpoint hashes to ``index``
+    (``Subscription.endpoint_hash``). An endpoint belongs to one dispatcher, so its limit of requests
+    in flight and the order of its members' events hold as they do with one."""
     index: int = 0
     count: int = 1
-
-    def owns(self, endpoint: str) -> bool:
-        return self.count == 1 or zlib.crc32(endpoint.encode()) % self.count == self.index
 
 
 EVERY_ENDPOINT = Shard()  # one dispatcher
@@ -164,9 +160,9 @@ _SUBSCRIPTION_COLUMNS = [Subscription.__table__.c[name] for name in _Head._field
 
 @functools.cache
 def _queue_heads(dialect: str, per_subscription: int) -> Select:
-    """The first ``per_subscription`` due deliveries (``now``) of each active subscription, not
-    ``resting``, whose endpoint is not ``full``, oldest first, with what sending needs of the
-    subscription. PostgreSQL reads each head with a lateral join; SQLite has none, but runs a
+    """The first ``per_subscription`` due deliveries (``now``) of each active subscription of the
+    ``shard`` (of ``shards``), not ``resting``, whose endpoint is not ``full``, oldest first, with
+    what sending needs of the subscription. PostgreSQL reads each head with a lateral join; SQLite has none, but runs a
     correlated ``IN`` subquery once per subscription, through the same index. Built once, with the
     lists as expanding parameters: building and keying the statement anew cost a millisecond a claim."""
     d = Delivery.__table__.alias("head")
@@ -175,7 +171,8 @@ def _queue_heads(dialect: str, per_subscription: int) -> Select:
                    d.c.next_attempt_at <= bindparam("now"))
             .order_by(d.c.next_attempt_at, d.c.event_number).limit(per_subscription))
     subscriptions = select(*_SUBSCRIPTION_COLUMNS).select_from(Subscription).where(
-        Subscription.status == "active", Subscription.endpoint.not_in(bindparam("full", expanding=True)),
+        Subscription.status == "active", Subscription.endpoint_hash % bindparam("shards") == bindparam("shard"),
+        Subscription.endpoint.not_in(bindparam("full", expanding=True)),
         Subscription.id.not_in(bindparam("resting", expanding=True)))
     if dialect == "postgresql":
         rows = head.lateral()
@@ -524,8 +521,8 @@ class Outbox:
             # Through the connection: the session would run each row through the ORM's loading.
             conn = s.connection()
             candidates = [_Head._make(row) for row in conn.execute(
-                _queue_heads(conn.dialect.name, default_slots), {"now": now, "full": full, "resting": list(resting)})
-                if shard.owns(row.endpoint)]
+                _queue_heads(conn.dialect.name, default_slots),
+                {"now": now, "full": full, "resting": list(resting), "shard": shard.index, "shards": shard.count})]
         # Of a member's due events for a subscription, the lowest-numbered goes first, even when a
         # lease that expired (a crashed sender) made it due later than the next one.
         first: dict[tuple[str, str], _Head] = {}
