@@ -162,9 +162,10 @@ _SUBSCRIPTION_COLUMNS = [Subscription.__table__.c[name] for name in _Head._field
 def _queue_heads(dialect: str, per_subscription: int) -> Select:
     """The first ``per_subscription`` due deliveries (``now``) of each active subscription of the
     ``shard`` (of ``shards``), not ``resting``, whose endpoint is not ``full``, oldest first, with
-    what sending needs of the subscription. PostgreSQL reads each head with a lateral join; SQLite has none, but runs a
-    correlated ``IN`` subquery once per subscription, through the same index. Built once, with the
-    lists as expanding parameters: building and keying the statement anew cost a millisecond a claim."""
+    what sending needs of the subscription. PostgreSQL reads each head with a lateral join; SQLite
+    has none, but runs a correlated ``IN`` subquery once per subscription, through the same index.
+    Built once, with the lists as expanding parameters: building and keying the statement anew cost
+    a millisecond a claim."""
     d = Delivery.__table__.alias("head")
     head = (select(d.c.webhook_id, d.c.subscription_id, d.c.member_id, d.c.next_attempt_at, d.c.event_number)
             .where(d.c.subscription_id == Subscription.id, d.c.status == "pending",
