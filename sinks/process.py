@@ -44,15 +44,17 @@ class SinkFlow:
     def __init__(self, settings: Settings, bootstrap: str, bells: list[Connection]):
         store, codec = open_store(settings), codec_for(settings.schema_registry_url)
         self._dispatchers = Ringer(bells)
+        store.outbox.on_queued = self._dispatchers.ring
         self.sinks = [SqlBatchSink(bootstrap, group.group_id, feeds, store, codec, settings.topic_partitions,
-                                   batch_size=batch, on_written=self.wake) for group, feeds, batch in _sinks(settings)]
+                                   batch_size=batch) for group, feeds, batch in _sinks(settings)]
 
     def start(self) -> None:
         for sink in self.sinks:
             sink.start()
 
     def wake(self) -> None:
-        """Deliveries were queued (by the sinks, or by the worker's API: a ping, a resend)."""
+        """Deliveries were queued by the worker's API (a ping, a resend); the sinks' own ring as
+        they are stored (``Outbox.on_queued``)."""
         self._dispatchers.ring()
 
     def stop(self) -> None:

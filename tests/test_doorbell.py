@@ -30,3 +30,13 @@ def test_a_ring_wakes_the_listener_and_a_full_or_unheard_bell_never_blocks_the_r
     started = time.monotonic()
     ringer.ring()
     assert time.monotonic() - started < 0.1
+
+
+def test_ringing_for_endpoints_wakes_only_the_dispatchers_they_belong_to():
+    bells = [doorbell() for _ in range(3)]
+    ringer = Ringer([ringing for _, ringing in bells])
+    ringer.ring({4, 7})  # shards 1 and 1 of 3
+    ringer.ring({5})  # shard 2
+    assert [listening.poll(0.2) for listening, _ in bells] == [False, True, True]
+    ringer.ring()
+    assert bells[0][0].poll(0.2)

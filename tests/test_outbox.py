@@ -305,6 +305,23 @@ def test_another_organizations_subscription_is_not_found(store):
     assert store.subscriptions.of("ORG2") == []
 
 
+def test_the_dispatchers_of_the_endpoints_queued_for_are_told_once_the_deliveries_can_be_claimed(store):
+    from sinks.sql.models import endpoint_hash
+
+    subscribe(store, "ORG1", url="http://127.0.0.1:9/hook", event_types=("adt.*", "attribution.*"))
+    subscribe(store, "ORG1", url="http://127.0.0.1:9/other")
+    subscribe(store, "ORG2", url="http://127.0.0.1:10/hook", event_types=("adt.*", "attribution.*"))
+    told = []
+    store.outbox.on_queued = lambda hashes: told.append((hashes, {j.endpoint for j in claim(store)}))
+    store.outbox.save_alerts([alert("a1", org="ORG1")])
+    store.outbox.save_alerts([alert("a1", org="ORG1")])  # queues nothing: no one is told
+    store.outbox.notify_attribution([AttributionChange(
+        member_id="M2", rule="r", reason="r", effective_date="2026-05-01", explanation="{}", changed_at_ms=1,
+        old_organization_id=None, new_organization_id="ORG2", method_id="m")])
+    assert told == [({endpoint_hash("http://127.0.0.1:9")}, {"http://127.0.0.1:9"}),
+                    ({endpoint_hash("http://127.0.0.1:10")}, {"http://127.0.0.1:10"})]
+
+
 def test_attribution_changes_are_told_to_the_organization_gained_and_the_one_left(store):
     a = subscribe(store, "ORG-A", event_types=("attribution.changed",))
     b = subscribe(store, "ORG-B", url="http://127.0.0.1:10/hook", event_types=("attribution.*", "adt.*"))

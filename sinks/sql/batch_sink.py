@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 class Feed:
     topic: str
     record: type
-    # Idempotent, in order, one transaction; returns the deliveries it queued, if it queues any.
-    write_many: Callable[[Store, list[Any]], int | None]
+    # Idempotent, in order, one transaction.
+    write_many: Callable[[Store, list[Any]], object]
     # A compacted topic whose tombstones (no value) delete: write_many then takes (key, record or
     # None) pairs. Elsewhere a message without a value is bad input.
     keyed: bool = False
@@ -53,12 +53,12 @@ ALERT_FEEDS = (Feed(topics.ALERTS, Alert, route),)
 
 class SqlBatchSink:
     def __init__(self, bootstrap: str, group_id: str, feeds: tuple[Feed, ...], store: Store, codec: AvroCodec,
-                 partitions: int, batch_size: int = 500, on_written: Callable[[], None] = lambda: None):
+                 partitions: int, batch_size: int = 500):
         self._bootstrap, self._partitions = bootstrap, partitions
         self._consumer = Consumer(group_consumer_config(bootstrap, group_id, max_poll_interval_s=15))
         self._producer = Producer(producer_config(bootstrap))
         self._feeds, self._store = {f.topic: f for f in feeds}, store
-        self._codec, self._batch, self._on_written = codec, batch_size, on_written
+        self._codec, self._batch = codec, batch_size
         self._timer = PROCESSING.labels(agent=group_id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sql-sink-{group_id}", daemon=True)
@@ -86,7 +86,7 @@ class SqlBatchSink:
                 continue
             started = time.perf_counter()
             try:
-                queued = self._store_batch(messages)
+                self._store_batch(messages)
             except Exception as exc:  # the database is down, or a bug: retry the same batch, never skip it
                 log.error("could not store a batch of %d messages, retrying: %s", len(messages), where(exc))
                 self._rewind(messages)
@@ -96,14 +96,12 @@ class SqlBatchSink:
                 self._consumer.commit(asynchronous=False)
             except KafkaException as exc:  # partitions moved to another worker: it stores them again, harmlessly
                 log.warning("could not commit a stored batch: %s", exc)
-            if queued:
-                self._on_written()
             per_message = (time.perf_counter() - started) / len(messages)
             for _ in messages:
                 self._timer.observe(per_message)
 
-    def _store_batch(self, messages: list[Message]) -> int:
-        """Writes each feed's messages; returns how many deliveries were queued."""
+    def _store_batch(self, messages: list[Message]) -> None:
+        """Writes each feed's messages."""
         batches: dict[str, list[tuple[Message, Any]]] = {topic: [] for topic in self._feeds}
         for message in messages:
             feed = self._feeds[message.topic()]
@@ -113,22 +111,24 @@ class SqlBatchSink:
             except BadInput as exc:
                 if feed.topic != topics.PROVIDERS:  # providers: dead-lettered by the attribution flow
                     self._dead_letter(message, exc.reason, exc.detail)
-        queued = sum(self._write(self._feeds[topic], pairs) for topic, pairs in batches.items() if pairs)
+        for topic, pairs in batches.items():
+            if pairs:
+                self._write(self._feeds[topic], pairs)
         if len(self._producer):
             self._producer.flush(30)  # dead letters stored before the offsets move past them
-        return queued
 
-    def _write(self, feed: Feed, pairs: list[tuple[Message, Any]]) -> int:
+    def _write(self, feed: Feed, pairs: list[tuple[Message, Any]]) -> None:
         try:
-            return feed.write_many(self._store, [record for _, record in pairs]) or 0
+            feed.write_many(self._store, [record for _, record in pairs])
         except (OperationalError, InterfaceError):
             raise  # the database is unreachable or locked: the whole batch is tried again
         except Exception as exc:
             if len(pairs) > 1:  # find the message that fails: the writes are idempotent, so again is harmless
-                return sum(self._write(feed, [pair]) for pair in pairs)
+                for pair in pairs:
+                    self._write(feed, [pair])
+                return
             log.error("could not store a message from %s: %s", feed.topic, where(exc))
             self._dead_letter(pairs[0][0], "processing_error", f"{type(exc).__name__}: {exc}")
-            return 0
 
     def _dead_letter(self, message: Message, reason: str, detail: str) -> None:
         record = dead_letter(message.topic(), reason, detail, message.value())

@@ -113,6 +113,11 @@ class Shard:
     index: int = 0
     count: int = 1
 
+    @staticmethod
+    def of(endpoint_hash: int, count: int) -> int:
+        """The index of the shard an endpoint belongs to; claims select the same in SQL."""
+        return endpoint_hash % count
+
 
 EVERY_ENDPOINT = Shard()  # one dispatcher
 
@@ -211,8 +216,8 @@ _ROUTABLE = or_(  # only these take new alerts; those only named (sent an alert 
         select(Organization.id).where(Organization.plan_level.is_(True)))),
     and_(_subs.c.scope == "attributed", _subs.c.organization_id.in_(bindparam("organizations", expanding=True))))
 # Paused and disabled subscriptions keep queueing: resuming sends what they missed.
-_RECIPIENTS = select(_subs.c.id, _subs.c.organization_id, _subs.c.scope, _subs.c.event_types, _subs.c.filters,
-                     _subs.c.payload_format, _ROUTABLE.label("routable")).where(
+_RECIPIENTS = select(_subs.c.id, _subs.c.organization_id, _subs.c.endpoint_hash, _subs.c.scope, _subs.c.event_types,
+                     _subs.c.filters, _subs.c.payload_format, _ROUTABLE.label("routable")).where(
     or_(_ROUTABLE, _subs.c.id.in_(bindparam("ids", expanding=True))), _subs.c.status != "deleted").order_by(
     _subs.c.id).with_for_update()
 _ATTEMPT = insert(DeliveryAttempt.__table__)
@@ -276,6 +281,9 @@ class Outbox:
         self._insert_alerts = insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"]).returning(
             alerts.c.alert_id)
         self.disable_after_s = disable_after_s
+        # Told, once they are committed, the endpoint hashes that alerts and attribution changes
+        # queued deliveries for: the sink process rings those endpoints' dispatchers (Shard).
+        self.on_queued: Callable[[set[int]], None] = lambda endpoint_hashes: None
         self._unsignable_logged: dict[str, float] = {}  # subscription -> when its unreadable secret was logged
 
     # -- queueing ---------------------------------------------------------------------------------
@@ -392,6 +400,8 @@ class Outbox:
                     told.setdefault(alert.alert_id, set()).update(sub.id for sub, _ in found)
                     pairs += found
             queued = len(self._queue_many(s, pairs, numbered=True))
+        if queued:
+            self.on_queued({sub.endpoint_hash for sub, _ in pairs})
         for alert in routed:
             ALERTS_ROUTED.labels(alert_type=alert.alert_type, routed="yes" if alert.organization_id else "no").inc()
         return queued
@@ -475,7 +485,10 @@ class Outbox:
                                    _notice(ATTRIBUTION_CHANGED, c.changed_at_ms, {**told, "attributed": False}),
                                    member_id=c.member_id)
                     pairs += [(sub, event) for sub in wanting[c.old_organization_id]]
-            return len(self._queue_many(s, pairs, numbered=True))
+            queued = len(self._queue_many(s, pairs, numbered=True))
+        if queued:
+            self.on_queued({sub.endpoint_hash for sub, _ in pairs})
+        return queued
 
     def ping(self, subscription_id: str) -> str:
         """A test event to one subscription, not counted among its events."""

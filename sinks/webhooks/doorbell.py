@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
+
+from sinks.sql.outbox import Shard
 
 
 def doorbell() -> tuple[Connection, Connection]:
@@ -24,10 +26,14 @@ class Ringer:
         for bell in bells:
             os.set_blocking(bell.fileno(), False)
 
-    def ring(self) -> None:
-        for bell in self._bells:
+    def ring(self, endpoint_hashes: Iterable[int] | None = None) -> None:
+        """Rings the dispatchers of these endpoints (``Subscription.endpoint_hash``), or every one.
+        A dispatcher rung for nothing claims nothing, but at a cost: each claim reads its queues."""
+        count = len(self._bells)
+        rung = range(count) if endpoint_hashes is None else {Shard.of(h, count) for h in endpoint_hashes}
+        for index in rung:
             try:
-                os.write(bell.fileno(), b"\x01")
+                os.write(self._bells[index].fileno(), b"\x01")
             except OSError:  # full (it will wake anyway) or closed (it is restarting)
                 pass
 

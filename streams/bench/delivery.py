@@ -135,7 +135,8 @@ def _condition(data_dir: Path, name: str, modes: list[str], ports: list[int]) ->
 
 class _Dispatchers:
     """The worker's dispatcher processes on a condition's outbox, with a short retry schedule so
-    failing endpoints come back during the run; and a ringer of their doorbells."""
+    failing endpoints come back during the run; alerts queued meanwhile ring their doorbells, as the
+    sink process's do."""
 
     def __init__(self, condition: _Condition, count: int, concurrency: int, timeout_s: float):
         settings = replace(load(), database_url=condition.url, secret_keys=(condition.key,),
@@ -143,7 +144,8 @@ class _Dispatchers:
                            webhook_schedule_s=(0, 5, 300), webhook_endpoint_concurrency=concurrency,
                            webhook_dispatchers=count, smtp_url=None)
         self._processes = DispatcherProcesses(settings)
-        self.ringer = Ringer(self._processes.bells)
+        self._outbox = condition.store.outbox
+        self._ringer, self._quiet = Ringer(self._processes.bells), self._outbox.on_queued
 
     def __enter__(self) -> _Dispatchers:
         # Started together (each takes a second or two) from threads that outlive them: a child dies
@@ -151,9 +153,11 @@ class _Dispatchers:
         children = self._processes.children
         self._starters = ThreadPoolExecutor(len(children))
         list(self._starters.map(ChildProcess.start, children))
+        self._outbox.on_queued = self._ringer.ring
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._outbox.on_queued = self._quiet
         self._processes.stop()
         self._starters.shutdown()
 
@@ -195,7 +199,6 @@ def _paced(condition: _Condition, conn, rate: float, seconds: float,
         while (elapsed := time.monotonic() - started) < seconds:
             while sent < int(elapsed * rate):
                 healthy += condition.queue(int(time.time() * 1000))
-                running.ringer.ring()  # as the sink process does once alerts are stored
                 sent += 1
             time.sleep(0.002)
         expected = healthy * SUBS_PER_ENDPOINT
