@@ -128,8 +128,12 @@ class SinkProcesses:
         self.sink = ChildProcess("sinks", SinkFlow, (settings, bootstrap, self.dispatchers.bells), settings.log_level)
         self.consumer_groups = [group for group, _, _ in _sinks(settings)]
 
+    @property
+    def children(self) -> list[ChildProcess]:
+        return [*self.dispatchers.children, self.sink]
+
     def start(self) -> None:
-        for child in [*self.dispatchers.children, self.sink]:
+        for child in self.children:
             child.start()
 
     def stop(self) -> None:
@@ -145,4 +149,4 @@ class SinkProcesses:
             log.warning("could not wake the dispatchers: %s", exc)
 
     def metrics(self) -> dict[str, bytes]:
-        return {child.name: child.call("metrics") for child in [self.sink, *self.dispatchers.children]}
+        return {child.name: child.call("metrics") for child in self.children}

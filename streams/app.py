@@ -8,6 +8,8 @@ of alerts, the tables; the webhook dispatchers) each in child processes of their
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from typing import Any
 
 import faust
@@ -19,26 +21,51 @@ from sinks.sql.store import open_store
 from streams import api, topics, web
 from streams.adt import agents as adt_agents
 from streams.attribution.processor import AttributionProcesses
+from streams.child import ChildError
 from streams.config import Settings
 from streams.kafka.lag import Group, LagProbe
 from streams.metrics import PARTITIONS_ASSIGNED, REBALANCES
 from streams.pipeline import Pipeline
 from streams.serialization.codec import codec_for
 
+log = logging.getLogger(__name__)
+
 
 class ThreadService(mode.Service):
     """Runs something that consumes on processes of its own (the sinks, the processors) with the
-    worker."""
+    worker, and starts again any of those processes that dies: until then its share of the work (a
+    dispatcher's endpoints, the sinks' topics, partitions of claims) would wait for the worker's
+    restart. What it had taken and not finished is taken up again as after a restart."""
 
     def __init__(self, runner: SinkProcesses | AttributionProcesses, **kwargs: Any):
         super().__init__(**kwargs)
         self.runner = runner
+        self._changing = threading.Lock()  # a restart never overlaps the stop
 
     async def on_start(self) -> None:
         await asyncio.to_thread(self.runner.start)
 
+    @mode.Service.task
+    async def _restart_exited(self) -> None:
+        while not self.should_stop:
+            await self.sleep(1.0)
+            await asyncio.to_thread(self._restart)
+
+    def _restart(self) -> None:
+        with self._changing:
+            for child in self.runner.children:
+                if child.exited() and not self.should_stop:
+                    log.error("the %s process exited, starting it again", child.name)
+                    try:
+                        child.restart()
+                    except ChildError as exc:
+                        log.error("could not start the %s process again: %s", child.name, exc)
+
     async def on_stop(self) -> None:
-        await asyncio.to_thread(self.runner.stop)
+        def stop() -> None:
+            with self._changing:
+                self.runner.stop()
+        await asyncio.to_thread(stop)
 
 
 class ClosingService(mode.Service):

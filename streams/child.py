@@ -6,6 +6,7 @@ the worker, dies with it, and answers calls (an explanation, counts, its metrics
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -14,6 +15,7 @@ import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, generate_latest
@@ -37,9 +39,11 @@ def calm_collector() -> None:
     gc.freeze()
 
 
-def _serve(factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str, nice: int) -> None:
+def _serve(name: str, factory: Callable[..., Any], args: tuple, conn: Connection, log_level: str, nice: int) -> None:
     die_with_parent()
     os.nice(nice)
+    with contextlib.suppress(OSError):  # named in ps and top (Linux; at most 15 characters)
+        Path("/proc/self/comm").write_text(name[:15])
     # Ctrl-C reaches the whole process group; the worker stops its children in order instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
@@ -79,12 +83,24 @@ class ChildProcess:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has threads and an event loop
         self._conn, child_end = context.Pipe()
         self._process = context.Process(target=_serve, name=f"gapstream-{self.name}", daemon=True,
-                                        args=(self._factory, self._args, child_end, self._log_level, self._nice))
+                                        args=(self.name, self._factory, self._args, child_end, self._log_level,
+                                              self._nice))
         self._process.start()
         child_end.close()
         if not self._conn.poll(timeout_s):
             raise ChildError(f"{self.name} process did not start within {timeout_s:.0f} s")
         self._result()
+
+    def exited(self) -> bool:
+        """Started, not stopped, and no longer running (killed, out of memory, a crash)."""
+        return self._process is not None and not self._process.is_alive()
+
+    def restart(self) -> None:
+        assert self._process is not None and self._conn is not None
+        self._process.join(1)
+        self._conn.close()
+        self._late = 0
+        self.start()
 
     def call(self, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
         if self._conn is None:

@@ -138,6 +138,16 @@ class WorkerProcess:
     web_port: int
     env: dict[str, str]
 
+    def children(self) -> dict[int, str]:
+        """The worker's child processes (pid: name), named as streams/child.py names them."""
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                name, after = stat.read_text().split("(", 1)[1].rsplit(")", 1)
+                if int(after.split()[1]) == self.process.pid:
+                    found[int(stat.parent.name)] = name
+        return found
+
     def stop(self) -> None:
         self.process.terminate()
         try:

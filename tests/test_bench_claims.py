@@ -5,6 +5,7 @@ every follow-up claim closing its member's ED follow-up gap."""
 import pytest
 
 from streams.bench import attribution, gaps
+from streams.config import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +16,8 @@ def test_the_attribution_bench_attributes_members_with_claims_and_reports_where_
     # service; each of those members' first decision is a change from no one to someone.
     assert result["attribution_changes"] >= 0.9 * result["members"]
     assert result["worker_lines_per_s"] > 0 and result["raw_consume_decode_lines_per_s"] > 0
-    assert set(result["cpu_us_per_claim"]) == {"worker", "attribution-0", "sinks", "dispatcher-0", "broker", "all"}
+    dispatchers = {f"dispatcher-{i}" for i in range(Settings.webhook_dispatchers)}
+    assert set(result["cpu_us_per_claim"]) == {"worker", "attribution-0", "sinks", *dispatchers, "broker", "all"}
     assert all(v >= 0 for v in result["cpu_us_per_claim"].values())
 
 

@@ -126,6 +126,23 @@ def test_recovery_status_events_resend_and_redeliver_keep_the_webhook_ids(stack)
     wait_for(lambda: received(receiver, "ping"), 30, message="the ping")
 
 
+def test_the_sink_and_dispatcher_processes_killed_are_started_again_and_alerts_flow_on(stack):
+    worker, receiver = stack["worker"], stack["receivers"]["ORG-A"]
+    killed = {pid: name for pid, name in worker.children().items() if name == "sinks" or name.startswith("dispatcher")}
+    assert "sinks" in killed.values() and "dispatcher-0" in killed.values()
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+
+    def started_again() -> bool:
+        now = worker.children()
+        return not set(now) & set(killed) and sorted(killed.values()) == sorted(
+            n for n in now.values() if n == "sinks" or n.startswith("dispatcher"))
+    wait_for(started_again, 60, message="the killed processes started again")
+    asyncio.run(publish(stack["bootstrap"], [alert("after-kill", "ORG-A", "MK9")]))
+    wait_for(lambda: any(e["data"]["alert_id"] == "after-kill" for e in received(receiver)), 60,
+             message="an alert through the new processes")
+
+
 def test_a_worker_killed_while_retries_are_pending_delivers_everything_after_restart(stack):
     port, token = stack["worker"].web_port, stack["tokens"]["ORG-A"]
     flaky = Receiver(script=[500] * 1000).start()
