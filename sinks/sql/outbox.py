@@ -297,11 +297,13 @@ class Outbox:
     def _queue_many(self, s: Session, pairs: list[tuple[Any, _Event]], numbered: bool) -> list[str]:
         """A delivery per (subscription, event) pair (subscriptions are rows with ``id`` and
         ``organization_id``), except where it exists already; returns the webhook ids queued now.
-        A subscription's events are numbered in the order of ``pairs``. Called after the transaction
-        took its write lock (SQLite) or the subscriptions' row locks (PostgreSQL), so two workers
-        fanning out the same event see each other's rows: none is queued twice and no number is
-        skipped. A few statements for the whole batch, whatever its size: at one set per alert,
-        storing alerts cost the sink milliseconds each."""
+        A subscription's events are numbered in the order of ``pairs``. Called once the transaction
+        holds the subscriptions' row locks (PostgreSQL), or on SQLite mostly after its first write
+        took the file's lock (``save_alerts``), so two workers fanning out the same event see each
+        other's rows: none is queued twice and no number is skipped. ``notify_attribution`` reads
+        before it writes: on SQLite, a second worker queueing the same change fails on the
+        delivery's key and rolls back, its numbers with it. A few statements for the whole batch,
+        whatever its size: at one set per alert, storing alerts cost the sink milliseconds each."""
         ids = [webhook_id(event.key, sub.id) for sub, event in pairs]
         if not ids:
             return []
