@@ -97,10 +97,11 @@ class ChildProcess:
 
     def restart(self) -> None:
         assert self._process is not None and self._conn is not None
-        self._process.join(1)
-        self._conn.close()
-        self._late = 0
-        self.start()
+        with self._lock:  # a call meanwhile waits for the new process rather than fail on the old pipe
+            self._process.join(1)
+            self._conn.close()
+            self._late = 0
+            self.start()
 
     def call(self, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
         if self._conn is None:

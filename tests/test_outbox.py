@@ -207,6 +207,19 @@ def result(job, outcome, status=None, retry_at=None):
                          Decision(outcome, retry_at), 1.0, time.time())
 
 
+def test_the_backlog_counts_alert_deliveries_waiting_for_active_subscriptions_only(store):
+    active = subscribe(store, url="http://127.0.0.1:9/hook")
+    paused = subscribe(store, url="http://127.0.0.1:10/hook")
+    store.subscriptions.set_status("ORG1", paused, "paused", "test")  # its backlog waits on purpose
+    for i in range(3):
+        store.outbox.save_alerts([alert(f"a{i}", member=f"M{i}")])
+    store.outbox.ping(active)  # not about an alert
+    [first] = [j for j in claim(store) if j.alert_id == "a0"]
+    store.outbox.record([result(first, "delivered", 204)])
+    oldest = min(d.created_at for d in store.deliveries() if d.subscription_id == active and d.alert_id != "a0")
+    assert store.outbox.backlog() == (2, oldest)
+
+
 def test_exhaustion_and_gone_endpoints_tell_the_organizations_other_channels(store):
     hook = subscribe(store, url="http://127.0.0.1:9/hook", event_types=("adt.*",))
     ops = subscribe(store, url="http://127.0.0.1:10/ops", event_types=("delivery.*", "endpoint.*"))

@@ -103,7 +103,6 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("alert_id", "subscription_id"),  # NULLs differ: pings and heartbeats repeat
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_subscription_number", "subscription_id", "event_number"),
         Index("ix_deliveries_subscription_due", "subscription_id", "status", "next_attempt_at", "event_number"),
     )
