@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streams.bench.harness import processes
 from streams.kafka.broker import die_with_parent, free_port
 from streams.kafka.reading import read_to_end
 
@@ -140,13 +141,7 @@ class WorkerProcess:
 
     def children(self) -> dict[int, str]:
         """The worker's child processes (pid: name), named as streams/child.py names them."""
-        found = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                name, after = stat.read_text().split("(", 1)[1].rsplit(")", 1)
-                if int(after.split()[1]) == self.process.pid:
-                    found[int(stat.parent.name)] = name
-        return found
+        return {pid: name for pid, (name, parent) in processes().items() if parent == self.process.pid}
 
     def stop(self) -> None:
         self.process.terminate()

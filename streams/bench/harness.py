@@ -183,14 +183,21 @@ def raw_consume(bootstrap: str, types: dict[str, type[Record]], expected: int) -
     return elapsed, lines
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The peak resident memory (VmHWM) of a process and of each of its descendants, summed, in MiB:
-    an upper bound of what the tree held at once. Read it before the processes exit."""
-    parents: dict[int, int] = {}
+def processes() -> dict[int, tuple[str, int]]:
+    """Every process on this machine: pid -> (name, parent pid), from /proc."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             # The command name may hold spaces and parentheses; the fields after its last ")" do not.
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            name, after = stat.read_text().split("(", 1)[1].rsplit(")", 1)
+            found[int(stat.parent.name)] = (name, int(after.split()[1]))
+    return found
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a process and of each of its descendants, summed, in MiB:
+    an upper bound of what the tree held at once. Read it before the processes exit."""
+    parents = {child: parent for child, (_, parent) in processes().items()}
     tree, frontier = set(), {pid}
     while frontier:
         tree |= frontier
