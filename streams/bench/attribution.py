@@ -21,6 +21,7 @@ from streams.bench.harness import (
     wait_for_first,
     worker,
 )
+from streams.config import load
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import embedded_broker
 from streams.models import MedicalClaim
@@ -29,7 +30,8 @@ from streams.sources.publish import publish
 AS_OF = dt.date(2026, 6, 30)
 
 
-def run(members: int, lines: int, seed: int = 1, processes: int = 1) -> dict:
+def run(members: int, lines: int, seed: int = 1, processes: int | None = None) -> dict:
+    processes = processes or load().attribution_processes
     feed = claims_feed(members, lines, AS_OF, seed)
     result: dict = {"attribution_processes": processes, "members": members, "claims": len(feed.claims),
                     "claim_lines": feed.lines, "providers": len(feed.providers)}
