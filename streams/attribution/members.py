@@ -28,8 +28,8 @@ from streams.caregaps.member import (
     forget_old_visits,
     gap_from_dict,
     gap_to_dict,
-    measures_conditions_only,
     measures_reading,
+    measures_reading_claim,
 )
 from streams.caregaps.member import Member as GapFacts
 from streams.caregaps.member import update as update_gaps
@@ -147,11 +147,9 @@ def apply(state: MemberState, message: Message) -> Affects:
             # A correction or a re-sent claim: which version counts may have changed.
             return Affects(True, every_measure(), True)
         procedures = [line.procedure_code for line in message.lines]
-        visited = bool(state.visits)
-        codes = [*procedures, *message.diagnosis_codes]
-        touched = frozenset().union(*(measures_reading(code, visited) for code in codes))
-        beyond = frozenset().union(*(measures_reading(c, visited) - measures_conditions_only(c) for c in codes))
-        return Affects(any(map(counted, procedures)), touched, True, touched - beyond)
+        touched, conditions_only = measures_reading_claim(frozenset([*procedures, *message.diagnosis_codes]),
+                                                          bool(state.visits))
+        return Affects(any(map(counted, procedures)), touched, True, conditions_only)
     if isinstance(message, PharmacyClaim):
         add_pharmacy(state.ledger, message)
         known = state.ledger.fills.get(message.claim_id)  # a reversal is judged by the fill it cancels

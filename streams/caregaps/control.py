@@ -25,13 +25,11 @@ def status(measure: Measure, year: int, member: Member, today: dt.date | None = 
         return refused
     # day -> component -> [(in control, evidence)]
     results: dict[str, dict[str, list[tuple[bool, Evidence]]]] = defaultdict(lambda: defaultdict(list))
-    for claim in member.claims:
-        for line in claim.lines:
-            reading = rules.reading(line.procedure_code)
-            if reading and start.isoformat() <= line.service_date <= end.isoformat():
-                component, good = reading
-                results[line.service_date][component].append(
-                    (good, Evidence("claim", claim.claim_id, dt.date.fromisoformat(line.service_date))))
+    for _, served, code, claim_id in member.performed(rules.codeset):
+        reading = rules.reading(code)
+        if reading and start.isoformat() <= served <= end.isoformat():
+            component, good = reading
+            results[served][component].append((good, Evidence("claim", claim_id, dt.date.fromisoformat(served))))
     wanted = [c.name for c in rules.components]
     complete = sorted(day for day, found in results.items() if all(c in found for c in wanted))
     if not complete:

@@ -44,6 +44,11 @@ class Member:
         """(first service date, group) of every diagnosis of the code set on the member's claims."""
         return self._summary(("diagnosed", codes.id), lambda: Diagnoses(codes)).rows
 
+    def performed(self, codes: CodeSet) -> list[tuple[str, str, str, str]]:
+        """(family, service date, procedure code, claim id) of every claim line whose procedure has a
+        group of the code set, in the order of :attr:`claims`."""
+        return self._summary(("performed", codes.id), lambda: Performed(codes)).rows
+
     def _summary(self, key: Any, make: Callable[[], Summary]) -> Any:
         if self.kept is not None:
             return self.kept(key, make)
@@ -86,7 +91,26 @@ class Diagnoses:
         self.rows: list[tuple[str, str]] = []
 
     def add(self, claim: EffectiveClaim) -> None:
-        if claim.lines:
+        if not claim.lines:
+            return
+        groups = [group for code in claim.diagnosis_codes
+                  if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code))]
+        if groups:  # most claims have none of a set's diagnoses: their first service is not needed
             served = claim.first_service
-            self.rows += [(served, group) for code in claim.diagnosis_codes
-                          if self.codes.has_diagnosis(code) and (group := self.codes.group_of(code))]
+            self.rows += [(served, group) for group in groups]
+
+
+class Performed:
+    """The claim lines whose procedure has a group of one code set (a screening modality, a result
+    band), kept in the claims' order (by family, then line): a measure reading them meets them in
+    the order it would meet them on the claims, whatever order the claims arrived in."""
+
+    def __init__(self, codes: CodeSet):
+        self.codes = codes
+        self.rows: list[tuple[str, str, str, str]] = []  # (family, service date, code, claim id)
+
+    def add(self, claim: EffectiveClaim) -> None:
+        for line in claim.lines:
+            if line.procedure_code and self.codes.group_of(line.procedure_code) is not None:
+                bisect.insort(self.rows, (claim.family_id, line.service_date, line.procedure_code, claim.claim_id),
+                              key=lambda row: row[0])

@@ -196,6 +196,17 @@ def measures_reading(code: str | None, with_followup: bool) -> frozenset[str]:
 
 
 @lru_cache(maxsize=65536)
+def measures_reading_claim(codes: frozenset[str | None], with_followup: bool) -> tuple[frozenset[str], frozenset[str]]:
+    """For the codes of one claim (its procedures and diagnoses): the measures that read any of them,
+    and of those the ones that read them only as a condition (see :func:`measures_conditions_only`).
+    Cached as a whole: a feed repeats its combinations of codes, and every claim asks."""
+    touched = frozenset().union(*(measures_reading(code, with_followup) for code in codes))
+    beyond = frozenset().union(*(measures_reading(code, with_followup) - measures_conditions_only(code)
+                                 for code in codes))
+    return touched, touched - beyond
+
+
+@lru_cache(maxsize=65536)
 def measures_conditions_only(code: str | None) -> frozenset[str]:
     """The measurement-year measures that read this code only as a condition of their denominator
     (hypertension for CBP): one more such claim cannot change a gap whose member is in the

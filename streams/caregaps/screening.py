@@ -31,14 +31,12 @@ def status(measure: Measure, year: int, member: Member, today: dt.date | None = 
     for modality in modalities:
         by_codeset.setdefault(modality.codeset, {})[modality.name] = modality
     found: list[tuple[str, int, str, Evidence]] = []  # (service date, counts through, modality, evidence)
-    for claim in member.claims:
-        for line in claim.lines:
-            for codes, named in by_codeset.items():
-                modality = named.get(codes.group_of(line.procedure_code)) if line.procedure_code else None
-                if modality and _since(modality, year).isoformat() <= line.service_date <= year_end.isoformat():
-                    day = dt.date.fromisoformat(line.service_date)
-                    found.append((line.service_date, day.year + modality.years, modality.name,
-                                  Evidence("claim", claim.claim_id, day)))
+    for codes, named in by_codeset.items():
+        for _, served, code, claim_id in member.performed(codes):
+            modality = named.get(codes.group_of(code))
+            if modality and _since(modality, year).isoformat() <= served <= year_end.isoformat():
+                day = dt.date.fromisoformat(served)
+                found.append((served, day.year + modality.years, modality.name, Evidence("claim", claim_id, day)))
     if not found:
         return YearStatus("open", f"no screening service within any modality's lookback in {year}",
                           window_start, year_end)

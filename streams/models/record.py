@@ -19,7 +19,11 @@ class Record:
 
     def to_record(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies every value, and this runs for every message sent.
-        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
+        # Only fields that hold messages (see _converters) need turning into dicts.
+        record = {name: getattr(self, name) for name in _field_names(type(self))}
+        for name, _ in _converters(type(self)):
+            record[name] = _plain(record[name])
+        return record
 
     @classmethod
     def from_record(cls: type[R], data: dict[str, Any]) -> R:
