@@ -20,6 +20,7 @@ from sinks.sql.models import (
     DisputeEvent,
     Organization,
     ProviderRow,
+    json_text,
 )
 from sinks.webhooks.payloads import utc_iso
 from streams.models import AttributionChange, AttributionOverride, RosterEntry
@@ -126,7 +127,7 @@ class AttributionStore:
         at = _now()
         with self._session.begin() as s:
             s.add(AttributionListVersion(organization_id=organization_id, published_at=at,
-                                         members=json.dumps(members, sort_keys=True)))
+                                         members=json_text(members)))
         return at
 
     # -- disputes --------------------------------------------------------------------------------

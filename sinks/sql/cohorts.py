@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.sql.models import MemberCohorts
+from sinks.sql.models import MemberCohorts, json_text
 from sinks.sql.upsert import upsert
 from streams.models import CohortMembership
 
@@ -24,7 +24,7 @@ class CohortStore:
                 latest[change.member_id] = change
         if not latest:
             return
-        rows = [{"member_id": c.member_id, "cohorts": json.dumps(c.cohorts), "as_of": c.as_of,
+        rows = [{"member_id": c.member_id, "cohorts": json_text(c.cohorts), "as_of": c.as_of,
                  "changed_at_ms": c.changed_at_ms} for c in latest.values()]
         with self._session.begin() as s:
             upsert(s, self._insert, MemberCohorts, rows, ["member_id"], unless_newer="changed_at_ms")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.sql.models import AttributionCurrent, CareGap
+from sinks.sql.models import AttributionCurrent, CareGap, json_text
 from sinks.sql.upsert import upsert
 from streams.models import GapInfo
 
@@ -26,7 +26,7 @@ class GapStore:
             if kept is None or kept.revision <= gap.revision:
                 latest[(member_id, gap.gap_id)] = gap
         rows = [{"member_id": member_id, "gap_id": gap.gap_id, "measure_id": gap.measure_id, "status": gap.status,
-                 "due": gap.due, "revision": gap.revision, "info": json.dumps(gap.to_record(), sort_keys=True)}
+                 "due": gap.due, "revision": gap.revision, "info": json_text(gap.to_record())}
                 for (member_id, _), gap in latest.items()]
         if rows:
             with self._session.begin() as s:

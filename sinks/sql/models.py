@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
@@ -278,3 +280,9 @@ class MemberCohorts(Base):
     cohorts: Mapped[str] = mapped_column(Text)  # JSON list of id@version
     as_of: Mapped[str] = mapped_column(String(10))
     changed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+def json_text(value: Any) -> str:
+    """How a JSON column is written: keys sorted, so that equal values are equal text. orjson: the
+    sinks write one for every alert, gap and cohort change they store."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

@@ -31,6 +31,7 @@ from sinks.sql.models import (
     Organization,
     Subscription,
     WithheldDelivery,
+    json_text,
 )
 from sinks.sql.sealing import Sealer, SealError
 from sinks.webhooks.disclosure import Part2Rule
@@ -376,7 +377,7 @@ class Outbox:
                 alert_id=a.alert_id, alert_type=a.alert_type, member_id=a.member_id,
                 organization_id=a.organization_id, facility=a.facility, visit_number=a.visit_number,
                 event_type=a.event_type, occurred_at=a.occurred_at, received_at_ms=a.received_at_ms,
-                created_at_ms=a.created_at_ms, payload=json.dumps(a.to_record(), sort_keys=True)))
+                created_at_ms=a.created_at_ms, payload=json_text(a.to_record())))
         if not rows:
             return 0
         routed: list[Alert] = []

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from sinks.sql.models import ApiToken, AuditEvent, Consent, Organization, Subscription
+from sinks.sql.models import ApiToken, AuditEvent, Consent, Organization, Subscription, json_text
 from sinks.sql.outbox import wants
 from sinks.sql.sealing import Sealer
 from sinks.webhooks.egress import Egress, EgressRefused
@@ -133,7 +133,7 @@ class SubscriptionStore:
     @staticmethod
     def _audit(s: Session, actor: str, action: str, target: str, **detail: Any) -> None:
         s.add(AuditEvent(at=time.time(), actor=actor, action=action, target=target,
-                         detail=json.dumps(detail, sort_keys=True)))
+                         detail=json_text(detail)))
 
     # -- organizations and tokens -----------------------------------------------------------------
     def add_organization(self, organization_id: str, name: str, actor: str) -> None:
@@ -212,7 +212,7 @@ class SubscriptionStore:
         sub = Subscription(id=f"sub_{uuid.uuid4().hex[:16]}", organization_id=organization_id, url=spec.url,
                            endpoint=endpoint, secret=self._sealer.seal(secret), status="active",
                            event_types=",".join(spec.event_types),
-                           filters=json.dumps(spec.filters, sort_keys=True), payload_format=spec.payload_format,
+                           filters=json_text(spec.filters), payload_format=spec.payload_format,
                            scope=spec.scope, heartbeat_period_s=spec.heartbeat_period_s, events_since_start=0,
                            last_sent_at=time.time(), created_at=time.time())
         with self._session.begin() as s:
@@ -245,7 +245,7 @@ class SubscriptionStore:
                            scope=sub.scope, heartbeat_period_s=sub.heartbeat_period_s)
             spec = Spec.from_json(data, current)
             sub.endpoint = spec.check(self.egress, org)
-            sub.url, sub.event_types, sub.filters = spec.url, ",".join(spec.event_types), json.dumps(spec.filters)
+            sub.url, sub.event_types, sub.filters = spec.url, ",".join(spec.event_types), json_text(spec.filters)
             sub.payload_format, sub.scope, sub.heartbeat_period_s = spec.payload_format, spec.scope, \
                 spec.heartbeat_period_s
             self._audit(s, actor, "subscription.changed", sub.id, fields=sorted(data))
