@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -149,8 +150,12 @@ def _poll(read: Callable[[], float], reached: Callable[[float], bool], what: str
         if value >= 0 and value != last:
             last, moved_at = value, time.monotonic()
         elif time.monotonic() - moved_at > stall_s:
+            # The whole log outlives the bench's temporary directory: a stall's cause is often far
+            # above its tail (a consumer group that never assigned a process its partitions).
+            kept = Path.cwd() / f"gapstream-bench-stalled-{time.strftime('%Y%m%dT%H%M%S')}.log"
+            shutil.copyfile(log, kept)
             tail = log.read_text(errors="replace")[-4000:]
-            raise BenchError(f"{what} stuck at {value:.0f} for {stall_s:.0f} s; worker log:\n{tail}")
+            raise BenchError(f"{what} stuck at {value:.0f} for {stall_s:.0f} s; worker log in {kept}, its end:\n{tail}")
         time.sleep(every_s)
     return value
 
