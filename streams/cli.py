@@ -412,10 +412,9 @@ def bench() -> None:
 @click.option("--members", type=int, default=100_000, show_default=True)
 @click.option("--lines", type=int, default=1_000_000, show_default=True, help="Claim lines in all.")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--processes", type=int, default=lambda: config.load().attribution_processes,
-              show_default="GAPSTREAM_ATTRIBUTION_PROCESSES or its default",
-              help="GAPSTREAM_ATTRIBUTION_PROCESSES of the worker under test.")
-def bench_attribution(members: int, lines: int, seed: int, processes: int) -> None:
+@click.option("--processes", type=int, default=None,
+              help="GAPSTREAM_ATTRIBUTION_PROCESSES of the worker under test (default: the worker's).")
+def bench_attribution(members: int, lines: int, seed: int, processes: int | None) -> None:
     """Claim lines through decoding, corrections and attribution on one worker."""
     from streams.bench.attribution import run
 
