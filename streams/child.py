@@ -58,8 +58,7 @@ def _serve(name: str, factory: Callable[..., Any], args: tuple, conn: Connection
     while True:
         method, call_args = conn.recv()
         if method == "stop":
-            flow.stop()
-            conn.send(("ok", None))
+            conn.send(("ok", flow.stop(*call_args)))
             return
         try:
             result = generate_latest(REGISTRY) if method == "metrics" else getattr(flow, method)(*call_args)
@@ -120,11 +119,13 @@ class ChildProcess:
                 raise ChildError(f"{self.name} process did not answer {method} within {timeout_s:.0f} s")
             return self._result()
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, *args: Any, timeout_s: float = 60.0) -> Any:
+        """Stop the flow (``flow.stop(*args)``) and the process; return what ``flow.stop`` returned."""
         if self._process is None:
-            return
+            return None
+        result = None
         try:
-            self.call("stop", timeout_s=timeout_s)
+            result = self.call("stop", *args, timeout_s=timeout_s)
         except (ChildError, OSError, EOFError) as exc:
             log.warning("%s process did not stop cleanly: %s", self.name, exc)
         self._process.join(5)
@@ -132,6 +133,7 @@ class ChildProcess:
             self._process.terminate()
             self._process.join(5)
         self._process = self._conn = None
+        return result
 
     def _result(self) -> Any:
         assert self._conn is not None

@@ -18,6 +18,7 @@ assignor then hands out by partition number.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -25,7 +26,7 @@ import time
 from collections import Counter
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams import topics
 from streams.deadletters import BadInput, dead_letter, where
@@ -45,6 +46,9 @@ from streams.state.changelog import Changelog
 from streams.state.partitions import PartitionState
 
 log = logging.getLogger(__name__)
+# How long a stopping member waits for a rebalance to end before it leaves anyway (see
+# StatefulProcessor._may_leave); a rejoin on the embedded broker took 3-6 s.
+SETTLE_S = 15.0
 
 
 class CheckpointError(RuntimeError):
@@ -94,6 +98,13 @@ class StatefulProcessor:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._healthy = False  # False after a failure: nothing may be committed on the way out
+        # Membership as the rebalance callbacks report it (see _may_leave for why it matters).
+        self._joining = True  # from subscribing or a revocation until the next assignment
+        self._assigned_at = 0.0  # wall clock: compared with a sibling process's
+        self._peer_left_at: float | None = None
+        self._leaving = False
+        self._leave_by = 0.0
+        self.left_at: float | None = None  # when this member last left the group
 
     def ensure_topics(self) -> None:
         ensure_topics(self._bootstrap, self._inputs, self._partitions)
@@ -102,9 +113,29 @@ class StatefulProcessor:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = 30.0, peer_left_at: float | None = None) -> None:
+        """``peer_left_at``: when another member of the group (a sibling process stopped just before)
+        left it. This one then leaves only after the rebalance that started; see :meth:`_may_leave`."""
+        self._peer_left_at, self._leaving = peer_left_at, True
+        self._leave_by = time.monotonic() + SETTLE_S
         self._stop.set()
         self._thread.join(timeout_s)
+
+    def _may_leave(self) -> bool:
+        """Stopping, and not in the middle of a rebalance, or waited SETTLE_S for its end.
+
+        Tansu, the embedded broker, keeps a member that leaves while the group is rebalancing as the
+        group's leader: the next members' joins then never complete, and a restarted worker consumes
+        nothing (its coordinator clears the leader on a leave only in a stable group; found with
+        librdkafka's group debug log, `gapstream bench pipeline` with two attribution processes).
+        Two siblings stopped one after the other met it whenever the second had begun to rejoin
+        after the first left, or left as the leader before noticing. So a member leaves only once its
+        own join is done and, when a sibling left just before, once the rebalance that caused is over."""
+        if not self._stop.is_set():
+            return False
+        if time.monotonic() > self._leave_by:
+            return True
+        return not self._joining and (self._peer_left_at is None or self._assigned_at > self._peer_left_at)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -134,10 +165,11 @@ class StatefulProcessor:
         self._consumer = Consumer(group_consumer_config(self._bootstrap, self._group_id, 60,
                                                         **{"partition.assignment.strategy": "range"}))
         out = Output(self._producer, self._codec)
+        self._joining, self._leaving = True, self._stop.is_set()
         self._consumer.subscribe(self._inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         last_checkpoint = time.monotonic()
-        while not self._stop.is_set():
+        while not self._may_leave():
             # What is fetched already, as one batch; with nothing there, the next message as soon as
             # it comes (a batch call would wait out its whole timeout for a full batch).
             batch = self._consumer.consume(self._batch, timeout=0) or self._consumer.consume(1, timeout=0.2)
@@ -208,6 +240,7 @@ class StatefulProcessor:
             self._positions.clear()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._joining, self._assigned_at = False, time.time()
         numbers = {tp.partition for tp in partitions}
         log.info("%s: assigned partitions %s", self.name, sorted(numbers))
         REBALANCES.labels(consumer=self.name).inc()
@@ -215,7 +248,9 @@ class StatefulProcessor:
         with self.lock:
             for number in set(self.states) - numbers:
                 self._handler.revoked(self.states.pop(number))
-        new = sorted(numbers - set(self.states))
+        # Partitions taken on the way out (see _may_leave) are not worth recovering: their messages are
+        # skipped and their offsets stay where they are.
+        new = [] if self._leaving else sorted(numbers - set(self.states))
         started = time.monotonic()
         remaining = RECOVERY_REMAINING.labels(consumer=self.name)
         remaining.set(len(new))
@@ -237,12 +272,14 @@ class StatefulProcessor:
         # State is kept: in the next assignment these partitions come back to us or are dropped
         # there, and nobody else can have processed them in between.
         log.info("%s: partitions %s revoked", self.name, sorted({tp.partition for tp in partitions}))
+        self._joining = True
         if self._healthy:
             self._checkpoint()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Out of the group without a clean hand-over: others may have moved on, so our state is stale.
         log.warning("%s: partitions %s lost", self.name, sorted({tp.partition for tp in partitions}))
+        self._joining = True
         with self.lock:
             for number in {tp.partition for tp in partitions} & set(self.states):
                 self._handler.revoked(self.states.pop(number))
@@ -251,6 +288,12 @@ class StatefulProcessor:
 
     def _close(self) -> None:
         if self._consumer is not None:
+            # After a failure too, a rejoin under way is let finish first (see _may_leave).
+            self._leaving, deadline = True, time.monotonic() + SETTLE_S
+            with contextlib.suppress(KafkaException):
+                while self._joining and time.monotonic() < deadline:
+                    self._consumer.consume(self._batch, timeout=0.2)  # neither processed nor committed
+            self.left_at = time.time()
             self._consumer.close()
         if self._producer is not None:
             self._producer.flush(10)

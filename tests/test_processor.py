@@ -131,3 +131,28 @@ def test_reading_to_the_end_sees_every_record_of_a_batched_write(broker):
     assert sorted(int(m.value()) for m in read_to_end(broker.bootstrap, "proc.batched")) == list(range(300))
     latest = Changelog(broker.bootstrap, "proc.batched", 4).read([1])
     assert latest == {1: {"k": b"297"}}
+
+
+def test_sibling_processors_stopped_in_turn_leave_a_group_the_next_pair_can_join(broker):
+    """A worker stops its attribution processes one after the other, then starts new ones. Tansu
+    kept a member that left mid-rebalance as the group's leader, and the new members' joins never
+    completed: the restarted worker consumed nothing (2 of 6 restarts of two plain consumers).
+    Each round: a new pair shares the partitions and processes what arrives; then it is stopped
+    as the worker stops it."""
+    ensure_topics(broker.bootstrap, [INPUT, OUTPUT, "dlq"], 4)
+    group = f"proc-{time.time_ns()}"
+    for round_ in range(3):
+        pair = [processor(broker.bootstrap, group, 0.2) for _ in range(2)]
+        for p in pair:
+            p.start()
+        try:
+            wait_for(lambda: all(p.states for p in pair), 45, message=f"partitions for both members, round {round_}")
+            value = f"round-{round_}-{time.time_ns()}"
+            send(broker.bootstrap, [(f"k{i}", value) for i in range(12)])
+            wait_for(lambda: sum(m.value() == value.encode() for m in read_to_end(broker.bootstrap, OUTPUT)) >= 12,
+                     30, message=f"round {round_}'s messages processed")
+        finally:
+            first, second = pair
+            first.stop()
+            time.sleep(1.0)  # the worker waits for the first process to exit; the second meanwhile rejoins
+            second.stop(peer_left_at=first.left_at)

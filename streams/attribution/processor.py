@@ -235,10 +235,12 @@ class AttributionFlow:
         self.handler.providers = providers
         self.processor.start()
 
-    def stop(self) -> None:
-        self.processor.stop()
+    def stop(self, peer_left_at: float | None = None) -> float | None:
+        """Returns when this process's consumer left the group (see StatefulProcessor.stop)."""
+        self.processor.stop(peer_left_at=peer_left_at)
         if self.handler.providers is not None:
             self.handler.providers.close()
+        return self.processor.left_at
 
     def explain(self, member_id: str) -> dict[str, Any] | None:
         with self.processor.lock:
@@ -271,8 +273,11 @@ class AttributionProcesses:
             child.start()
 
     def stop(self) -> None:
+        # One after the other, each leaving the group after the rebalance the one before caused
+        # (StatefulProcessor._may_leave).
+        left_at = None
         for child in self.children:
-            child.stop()
+            left_at = child.stop(left_at)
 
     def explain(self, member_id: str) -> dict[str, Any] | None:
         """From whichever process holds the member's partition."""
