@@ -73,10 +73,9 @@ class Settings:
     attribution_clock: str = "wall"
     # How often members whose attribution may change by time alone are looked at.
     attribution_sweep_interval_s: float = 60.0
-    # Child processes running the attribution flow, members of one consumer group. It is CPU-bound,
-    # so on Apache Kafka one per core; 1 by default because on the embedded Tansu broker a worker with
-    # two once consumed no claim at all for minutes (`gapstream bench pipeline`, 1 of 2 runs here;
-    # as nisshi-io/nisshi#625 describes: a group of several members left without assignments).
+    # Child processes running the attribution flow, members of one consumer group. It is CPU-bound:
+    # from the environment, one per core the worker may run on, at most one per partition. (Two once
+    # left a restarted worker on the embedded broker consuming nothing: StatefulProcessor._may_leave.)
     attribution_processes: int = 1
 
     @property
@@ -90,14 +89,19 @@ def _list(name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in (_env(name) or "").split(",") if x.strip())
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def load() -> Settings:
+    partitions = _int("GAPSTREAM_TOPIC_PARTITIONS", 4)
     return Settings(
         kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS"),
         schema_registry_url=_env("SCHEMA_REGISTRY_URL"),
         database_url=_env("DATABASE_URL"),
         data_dir=Path(_env("GAPSTREAM_DATA_DIR", "var")),
         app_id=_env("GAPSTREAM_APP_ID", "gapstream"),
-        topic_partitions=_int("GAPSTREAM_TOPIC_PARTITIONS", 4),
+        topic_partitions=partitions,
         web_host=_env("GAPSTREAM_WEB_HOST", "127.0.0.1"),
         web_port=_int("GAPSTREAM_WEB_PORT", 6066),
         mllp_host=_env("GAPSTREAM_MLLP_HOST", "127.0.0.1"),
@@ -118,5 +122,5 @@ def load() -> Settings:
         log_level=_env("GAPSTREAM_LOG_LEVEL", "info"),
         attribution_clock=_env("GAPSTREAM_ATTRIBUTION_CLOCK", "wall"),
         attribution_sweep_interval_s=_float("GAPSTREAM_ATTRIBUTION_SWEEP_INTERVAL_S", 60.0),
-        attribution_processes=max(1, _int("GAPSTREAM_ATTRIBUTION_PROCESSES", Settings.attribution_processes)),
+        attribution_processes=max(1, _int("GAPSTREAM_ATTRIBUTION_PROCESSES", min(_cores(), partitions))),
     )

@@ -260,8 +260,8 @@ class AttributionFlow:
 
 class AttributionProcesses:
     """The flow in ``GAPSTREAM_ATTRIBUTION_PROCESSES`` child processes of the worker, members of one
-    consumer group that share the partitions (the flow is CPU-bound; see streams/config.py for why
-    the default is one)."""
+    consumer group that share the partitions (the flow is CPU-bound: one per core by default, see
+    streams/config.py)."""
 
     def __init__(self, settings: Settings, bootstrap: str):
         self.consumer_group = consumer_group(settings)
