@@ -134,6 +134,8 @@ class StatefulProcessor:
         if not self._stop.is_set():
             return False
         if time.monotonic() > self._leave_by:
+            log.warning("%s: leaving the group after %.0f s with its rebalance still under way; the next members "
+                        "may not be assigned partitions", self.name, SETTLE_S)
             return True
         return not self._joining and (self._peer_left_at is None or self._assigned_at > self._peer_left_at)
 
